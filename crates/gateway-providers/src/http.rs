@@ -1,0 +1,171 @@
+//! The shared upstream HTTP client.
+
+use crate::error::{retry_after, ErrorKind, ProviderError};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use std::time::Duration;
+
+/// Settings of the upstream client.
+#[derive(Debug, Clone)]
+pub struct HttpClientOptions {
+    /// How long to wait for a TCP connection.
+    pub connect_timeout: Duration,
+    /// How long an idle pooled connection is kept.
+    pub pool_idle_timeout: Duration,
+    /// Most idle connections kept per upstream host.
+    pub pool_max_idle_per_host: usize,
+    /// Largest non-stream upstream body read into memory.
+    pub max_response_bytes: usize,
+}
+
+impl Default for HttpClientOptions {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(10),
+            pool_idle_timeout: Duration::from_secs(90),
+            pool_max_idle_per_host: 256,
+            max_response_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+/// One pooled HTTP client shared by every provider: keep-alive connections,
+/// HTTPS through rustls with the Mozilla roots, HTTP/1.1 and HTTP/2 (by ALPN).
+/// Cloning it is cheap and shares the pool.
+#[derive(Clone, Debug)]
+pub struct HttpClient {
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    max_response_bytes: usize,
+}
+
+/// An upstream response whose body has been read whole.
+#[derive(Debug)]
+pub struct BufferedResponse {
+    /// The HTTP status.
+    pub status: u16,
+    /// The response headers.
+    pub headers: http::HeaderMap,
+    /// The body.
+    pub body: Bytes,
+}
+
+impl HttpClient {
+    /// Builds the client.
+    pub fn new(options: &HttpClientOptions) -> Self {
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(options.connect_timeout));
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_webpki_roots()
+            .https_or_http()
+            .enable_all_versions()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(options.pool_idle_timeout)
+            .pool_max_idle_per_host(options.pool_max_idle_per_host)
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .build(https);
+        Self {
+            client,
+            max_response_bytes: options.max_response_bytes,
+        }
+    }
+
+    /// Sends a request and returns the response with its body still streaming.
+    pub async fn send(
+        &self,
+        request: http::Request<Full<Bytes>>,
+    ) -> Result<http::Response<Incoming>, ProviderError> {
+        self.client.request(request).await.map_err(connect_error)
+    }
+
+    /// Sends a request and reads the whole body (bounded).
+    pub async fn send_buffered(
+        &self,
+        request: http::Request<Full<Bytes>>,
+    ) -> Result<BufferedResponse, ProviderError> {
+        let response = self.send(request).await?;
+        let (parts, body) = response.into_parts();
+        let body = read_body(body, self.max_response_bytes).await?;
+        Ok(BufferedResponse {
+            status: parts.status.as_u16(),
+            headers: parts.headers,
+            body,
+        })
+    }
+
+    /// Reads an error response's body and turns it into a [`ProviderError`].
+    pub async fn error_from_response(
+        &self,
+        provider: &str,
+        response: http::Response<Incoming>,
+    ) -> ProviderError {
+        let (parts, body) = response.into_parts();
+        // Error bodies are small; cap them lower than success bodies.
+        let body = read_body(body, 1024 * 1024).await.unwrap_or_default();
+        ProviderError::from_upstream(
+            provider,
+            parts.status.as_u16(),
+            retry_after(&parts.headers),
+            &body,
+        )
+    }
+}
+
+async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, ProviderError> {
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) => {
+            if error.is::<http_body_util::LengthLimitError>() {
+                Err(ProviderError::new(
+                    ErrorKind::InvalidResponse,
+                    format!("upstream response is larger than {limit} bytes"),
+                ))
+            } else {
+                Err(ProviderError::new(
+                    ErrorKind::Connect,
+                    format!("reading the upstream response failed: {error}"),
+                ))
+            }
+        }
+    }
+}
+
+fn connect_error(error: hyper_util::client::legacy::Error) -> ProviderError {
+    // The error's Display is short ("client error (Connect)"); its source says why.
+    let mut message = error.to_string();
+    let mut source = std::error::Error::source(&error);
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    ProviderError::new(ErrorKind::Connect, message)
+}
+
+/// Builds a JSON POST request.
+pub fn json_post(
+    url: &str,
+    headers: &[(http::HeaderName, http::HeaderValue)],
+    body: Vec<u8>,
+) -> Result<http::Request<Full<Bytes>>, ProviderError> {
+    let mut builder = http::Request::post(url)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .header(http::header::ACCEPT, "application/json");
+    for (name, value) in headers {
+        builder = builder.header(name, value);
+    }
+    builder.body(Full::new(Bytes::from(body))).map_err(|error| {
+        ProviderError::new(
+            ErrorKind::BadRequest,
+            format!("cannot build upstream request to {url}: {error}"),
+        )
+    })
+}

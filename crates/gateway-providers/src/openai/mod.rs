@@ -1,0 +1,333 @@
+//! The OpenAI-compatible adapter: OpenAI itself, vLLM, OpenRouter, and any
+//! server that speaks `/chat/completions` (`openai/`, `hosted_vllm/`,
+//! `openrouter/`, `custom_openai/`).
+//!
+//! Requests pass through with the upstream model substituted, the
+//! deployment's defaults filled in, and `extra_body` merged over them.
+//! Streams always ask the upstream for usage (`stream_options.include_usage`)
+//! so the gateway can price them.
+
+use crate::error::{upstream_message, ErrorKind, ProviderError};
+use crate::http::{json_post, HttpClient};
+use crate::provider::{CallContext, ChunkStream, Provider, ProviderKind};
+use crate::registry::{BuildContext, BuildError, ProviderFactory, ProviderSpec};
+use crate::sse;
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use gateway_types::{ChatChunk, ChatRequest, ChatResponse, EmbeddingsRequest, EmbeddingsResponse, JsonObject};
+use http::{HeaderName, HeaderValue};
+use serde_json::Value;
+use std::sync::Arc;
+
+/// Which member of the OpenAI-compatible family a deployment uses; they
+/// differ only in defaults (endpoint and key environment variables).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    /// `openai/`: api.openai.com unless `api_base` says otherwise.
+    OpenAi,
+    /// `hosted_vllm/`: a vLLM server; `api_base` is required.
+    HostedVllm,
+    /// `openrouter/`: openrouter.ai.
+    OpenRouter,
+    /// `custom_openai/`: any compatible server; `api_base` is required.
+    CustomOpenAi,
+}
+
+impl Flavor {
+    /// Every flavor, for registration.
+    pub const ALL: [Flavor; 4] = [
+        Flavor::OpenAi,
+        Flavor::HostedVllm,
+        Flavor::OpenRouter,
+        Flavor::CustomOpenAi,
+    ];
+
+    /// The model prefix.
+    pub fn prefix(self) -> &'static str {
+        match self {
+            Flavor::OpenAi => "openai",
+            Flavor::HostedVllm => "hosted_vllm",
+            Flavor::OpenRouter => "openrouter",
+            Flavor::CustomOpenAi => "custom_openai",
+        }
+    }
+
+    fn base_env(self) -> &'static [&'static str] {
+        match self {
+            Flavor::OpenAi => &["OPENAI_API_BASE", "OPENAI_BASE_URL"],
+            Flavor::HostedVllm => &["HOSTED_VLLM_API_BASE"],
+            Flavor::OpenRouter => &["OPENROUTER_API_BASE"],
+            Flavor::CustomOpenAi => &[],
+        }
+    }
+
+    fn default_base(self) -> Option<&'static str> {
+        match self {
+            Flavor::OpenAi => Some("https://api.openai.com/v1"),
+            Flavor::OpenRouter => Some("https://openrouter.ai/api/v1"),
+            Flavor::HostedVllm | Flavor::CustomOpenAi => None,
+        }
+    }
+
+    fn key_env(self) -> Option<&'static str> {
+        match self {
+            Flavor::OpenAi => Some("OPENAI_API_KEY"),
+            Flavor::HostedVllm => Some("HOSTED_VLLM_API_KEY"),
+            Flavor::OpenRouter => Some("OPENROUTER_API_KEY"),
+            Flavor::CustomOpenAi => None,
+        }
+    }
+}
+
+/// Builds [`OpenAiProvider`]s for one flavor.
+#[derive(Debug, Clone, Copy)]
+pub struct OpenAiFactory {
+    flavor: Flavor,
+}
+
+impl OpenAiFactory {
+    /// A factory for `flavor`.
+    pub fn new(flavor: Flavor) -> Self {
+        Self { flavor }
+    }
+}
+
+impl ProviderFactory for OpenAiFactory {
+    fn build(&self, spec: &ProviderSpec, cx: &BuildContext) -> Result<Arc<dyn Provider>, BuildError> {
+        Ok(Arc::new(OpenAiProvider::new(self.flavor, spec, cx)?))
+    }
+}
+
+/// One OpenAI-compatible deployment.
+#[derive(Debug)]
+pub struct OpenAiProvider {
+    http: HttpClient,
+    api_base: String,
+    chat_url: String,
+    embeddings_url: String,
+    upstream_model: Value,
+    headers: Vec<(HeaderName, HeaderValue)>,
+    defaults: JsonObject,
+    extra_body: JsonObject,
+}
+
+impl OpenAiProvider {
+    /// Builds the provider: resolves the endpoint and key (from the spec, else
+    /// the flavor's environment variables) and validates the headers.
+    pub fn new(flavor: Flavor, spec: &ProviderSpec, cx: &BuildContext) -> Result<Self, BuildError> {
+        let api_base = spec
+            .api_base
+            .clone()
+            .or_else(|| flavor.base_env().iter().find_map(|name| cx.env.get(name)))
+            .or_else(|| flavor.default_base().map(str::to_owned))
+            .ok_or_else(|| {
+                BuildError::Missing(format!(
+                    "`{}/` needs `api_base` (the server's URL, e.g. http://localhost:8000/v1)",
+                    flavor.prefix()
+                ))
+            })?;
+        let api_base = api_base.trim_end_matches('/').to_owned();
+        if !(api_base.starts_with("http://") || api_base.starts_with("https://")) {
+            return Err(BuildError::Invalid(format!(
+                "api_base `{api_base}` must start with http:// or https://"
+            )));
+        }
+        let api_key = spec
+            .api_key
+            .as_ref()
+            .map(|key| key.expose().to_owned())
+            .or_else(|| flavor.key_env().and_then(|name| cx.env.get(name)));
+        let mut headers = Vec::new();
+        if let Some(key) = api_key {
+            let mut value = HeaderValue::try_from(format!("Bearer {key}"))
+                .map_err(|_| BuildError::Invalid("api_key contains characters not allowed in a header".to_owned()))?;
+            value.set_sensitive(true);
+            headers.push((http::header::AUTHORIZATION, value));
+        }
+        headers.extend(parse_headers(&spec.headers)?);
+        Ok(Self {
+            http: cx.http.clone(),
+            chat_url: format!("{api_base}/chat/completions"),
+            embeddings_url: format!("{api_base}/embeddings"),
+            api_base,
+            upstream_model: Value::String(spec.upstream_model.clone()),
+            headers,
+            defaults: spec.defaults.clone(),
+            extra_body: spec.extra_body.clone(),
+        })
+    }
+
+    fn body<T: serde::Serialize>(&self, request: &T, stream: Option<bool>) -> Result<Vec<u8>, ProviderError> {
+        let mut value = serde_json::to_value(request).map_err(invalid_request)?;
+        let Some(object) = value.as_object_mut() else {
+            return Err(ProviderError::new(ErrorKind::BadRequest, "request is not a JSON object"));
+        };
+        object.insert("model".to_owned(), self.upstream_model.clone());
+        for (key, default) in &self.defaults {
+            object.entry(key.clone()).or_insert_with(|| default.clone());
+        }
+        for (key, extra) in &self.extra_body {
+            object.insert(key.clone(), extra.clone());
+        }
+        match stream {
+            Some(true) => {
+                object.insert("stream".to_owned(), Value::Bool(true));
+                let options = object
+                    .entry("stream_options".to_owned())
+                    .or_insert_with(|| Value::Object(JsonObject::new()));
+                if let Some(options) = options.as_object_mut() {
+                    options.insert("include_usage".to_owned(), Value::Bool(true));
+                }
+            }
+            Some(false) => {
+                object.remove("stream");
+                object.remove("stream_options");
+            }
+            None => {}
+        }
+        serde_json::to_vec(&value).map_err(invalid_request)
+    }
+}
+
+/// Validates configured headers once, at build time.
+pub fn parse_headers(headers: &[(String, String)]) -> Result<Vec<(HeaderName, HeaderValue)>, BuildError> {
+    headers
+        .iter()
+        .map(|(name, value)| {
+            let header_name = HeaderName::try_from(name.as_str())
+                .map_err(|_| BuildError::Invalid(format!("`{name}` is not a valid header name")))?;
+            let header_value = HeaderValue::try_from(value.as_str())
+                .map_err(|_| BuildError::Invalid(format!("the value of header `{name}` is not valid in a header")))?;
+            Ok((header_name, header_value))
+        })
+        .collect()
+}
+
+fn invalid_request(error: serde_json::Error) -> ProviderError {
+    ProviderError::new(ErrorKind::BadRequest, format!("cannot encode the upstream request: {error}"))
+}
+
+/// Parses a 2xx JSON body, turning an `{"error": ...}` body (some servers
+/// answer errors with 200) into an error.
+pub fn parse_success<T: serde::de::DeserializeOwned>(provider: &str, body: &[u8]) -> Result<T, ProviderError> {
+    serde_json::from_slice(body).map_err(|error| {
+        if let Ok(Value::Object(object)) = serde_json::from_slice::<Value>(body) {
+            if object.contains_key("error") {
+                return ProviderError::new(
+                    ErrorKind::Upstream,
+                    format!("{provider} returned an error: {}", upstream_message(body)),
+                );
+            }
+        }
+        ProviderError::new(
+            ErrorKind::InvalidResponse,
+            format!("{provider} returned a body that is not a valid response: {error}"),
+        )
+    })
+}
+
+/// Turns an OpenAI-format event stream into chunks: `[DONE]` ends it, an
+/// `{"error": ...}` event is a terminal error.
+pub fn chunks_from_events(
+    provider: &'static str,
+    events: impl futures_core::Stream<Item = Result<sse::SseEvent, ProviderError>> + Send + 'static,
+) -> ChunkStream {
+    let events = Box::pin(events);
+    Box::pin(futures_util::stream::unfold(Some(events), move |state| async move {
+        let mut events = state?;
+        loop {
+            match events.next().await {
+                None => return None,
+                Some(Err(error)) => return Some((Err(error), None)),
+                Some(Ok(event)) => {
+                    let data = event.data.trim();
+                    if data == "[DONE]" {
+                        return None;
+                    }
+                    if data.is_empty() {
+                        continue;
+                    }
+                    return match serde_json::from_str::<ChatChunk>(data) {
+                        Ok(chunk) => Some((Ok(chunk), Some(events))),
+                        Err(error) => Some((Err(stream_error(provider, data, error)), None)),
+                    };
+                }
+            }
+        }
+    }))
+}
+
+fn stream_error(provider: &str, data: &str, error: serde_json::Error) -> ProviderError {
+    let is_error_event = serde_json::from_str::<Value>(data)
+        .ok()
+        .is_some_and(|value| value.get("error").is_some());
+    if is_error_event {
+        ProviderError::new(
+            ErrorKind::Upstream,
+            format!("{provider} sent an error mid-stream: {}", upstream_message(data.as_bytes())),
+        )
+    } else {
+        ProviderError::new(
+            ErrorKind::InvalidResponse,
+            format!("{provider} sent a stream event that is not a chunk: {error}"),
+        )
+    }
+}
+
+#[async_trait]
+impl Provider for OpenAiProvider {
+    fn kind(&self) -> ProviderKind {
+        ProviderKind("openai")
+    }
+
+    fn api_base(&self) -> Option<&str> {
+        Some(&self.api_base)
+    }
+
+    async fn chat(&self, request: &ChatRequest, _cx: &CallContext) -> Result<ChatResponse, ProviderError> {
+        let body = self.body(request, Some(false))?;
+        let response = self
+            .http
+            .send_buffered(json_post(&self.chat_url, &self.headers, body)?)
+            .await?;
+        if !(200..300).contains(&response.status) {
+            return Err(ProviderError::from_upstream(
+                "openai-compatible upstream",
+                response.status,
+                crate::error::retry_after(&response.headers),
+                &response.body,
+            ));
+        }
+        parse_success("openai-compatible upstream", &response.body)
+    }
+
+    async fn chat_stream(&self, request: &ChatRequest, _cx: &CallContext) -> Result<ChunkStream, ProviderError> {
+        let body = self.body(request, Some(true))?;
+        let response = self.http.send(json_post(&self.chat_url, &self.headers, body)?).await?;
+        if !response.status().is_success() {
+            return Err(self.http.error_from_response("openai-compatible upstream", response).await);
+        }
+        Ok(chunks_from_events("openai-compatible upstream", sse::events(response.into_body())))
+    }
+
+    async fn embeddings(
+        &self,
+        request: &EmbeddingsRequest,
+        _cx: &CallContext,
+    ) -> Result<EmbeddingsResponse, ProviderError> {
+        let body = self.body(request, None)?;
+        let response = self
+            .http
+            .send_buffered(json_post(&self.embeddings_url, &self.headers, body)?)
+            .await?;
+        if !(200..300).contains(&response.status) {
+            return Err(ProviderError::from_upstream(
+                "openai-compatible upstream",
+                response.status,
+                crate::error::retry_after(&response.headers),
+                &response.body,
+            ));
+        }
+        parse_success("openai-compatible upstream", &response.body)
+    }
+}
