@@ -1,1 +1,37 @@
-//! placeholder
+//! The gateway server: the composition root.
+//!
+//! It reads the LiteLLM-format config ([`config`]), builds one provider per
+//! deployment and a [`Router`](gateway_router::Router) over them, and serves
+//! the OpenAI-compatible HTTP API with hyper ([`server`]): chat completions
+//! (JSON and SSE), embeddings, the models list and health checks, behind the
+//! gateway's own key.
+//!
+//! This crate is the only one that knows HTTP statuses for library errors
+//! ([`errors`]) and the config file format. The libraries take plain
+//! validated structs built here.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use gateway_server::{config::GatewayConfig, server, Gateway};
+//! use std::sync::Arc;
+//!
+//! let config = GatewayConfig::embedded_default()?;
+//! let gateway = Arc::new(Gateway::from_config(config)?);
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:4000").await?;
+//! server::serve(listener, gateway, std::future::pending()).await?;
+//! # Ok(()) }
+//! ```
+
+#![deny(missing_docs)]
+
+mod auth;
+pub mod config;
+pub mod errors;
+mod gateway;
+mod handlers;
+pub mod http;
+mod request;
+pub mod server;
+mod stream;
+
+pub use gateway::Gateway;

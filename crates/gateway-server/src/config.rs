@@ -1,0 +1,843 @@
+//! The config file: LiteLLM's `config.yaml` format, read, resolved and
+//! validated into plain structs the libraries take.
+//!
+//! Loading is a pipeline: read the YAML; merge `include:` files; resolve
+//! `environment_variables`; replace every `os.environ/NAME` string (in
+//! mappings, and mappings inside lists) with the variable's value; deserialize
+//! into typed sections, keeping unknown keys aside; turn each `model_list`
+//! entry into a [`DeploymentConfig`]. Every error names the key's path
+//! (`model_list[2].litellm_params.api_key: environment variable OPENAI_API_KEY
+//! is not set`). Keys the gateway does not support are collected as
+//! [`ConfigWarning`]s, logged once at start, never silently ignored.
+
+use gateway_providers::{Env, ProviderSpec};
+use gateway_types::{JsonObject, Secret};
+use serde::Deserialize;
+use serde_norway::{Mapping, Value as Yaml};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The quickstart config, embedded so the binary runs with no file at all.
+pub const EMBEDDED_DEFAULT: &str = include_str!("../../../examples/quickstart.yaml");
+
+/// A loaded, validated configuration.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// One entry per `model_list` item, in file order.
+    pub deployments: Vec<DeploymentConfig>,
+    /// `router_settings` merged over the router keys of `litellm_settings`.
+    pub router: RouterConfig,
+    /// `general_settings`.
+    pub general: GeneralConfig,
+    /// `litellm_settings` the gateway uses.
+    pub litellm: LitellmConfig,
+    /// The environment as the config sees it (`environment_variables` first).
+    pub env: Env,
+    /// Keys present in the file that the gateway does not support.
+    pub warnings: Vec<ConfigWarning>,
+}
+
+/// One `model_list` entry.
+#[derive(Debug, Clone)]
+pub struct DeploymentConfig {
+    /// The public alias (`model_name`).
+    pub model_name: String,
+    /// `model_info.id`, or a stable hash of the entry.
+    pub id: String,
+    /// What the provider factory needs.
+    pub provider: ProviderSpec,
+    /// `order` (from `litellm_params` or `model_info`); lower is tried first.
+    pub order: u32,
+    /// `weight` for weighted-random routing.
+    pub weight: Option<f64>,
+    /// Requests per minute.
+    pub rpm: Option<u64>,
+    /// Tokens per minute.
+    pub tpm: Option<u64>,
+    /// Whole-call timeout.
+    pub timeout: Option<Duration>,
+    /// Time-to-first-chunk timeout.
+    pub stream_timeout: Option<Duration>,
+    /// Routing tags.
+    pub tags: Vec<String>,
+    /// `model_info.mode` (`chat`, `embedding`, ...).
+    pub mode: Option<String>,
+    /// `model_info.max_input_tokens`.
+    pub max_input_tokens: Option<u64>,
+    /// `model_info.max_tokens` / `max_output_tokens`.
+    pub max_output_tokens: Option<u64>,
+    /// Price per input token in USD.
+    pub input_cost_per_token: Option<f64>,
+    /// Price per output token in USD.
+    pub output_cost_per_token: Option<f64>,
+    /// `model_info.system_prompt`, prepended to every request.
+    pub system_prompt: Option<String>,
+    /// `model_info.access_groups`.
+    pub access_groups: Vec<String>,
+    /// `num_retries` for this deployment.
+    pub num_retries: Option<u32>,
+    /// `cooldown_time` for this deployment.
+    pub cooldown_time: Option<Duration>,
+}
+
+/// Router settings the gateway reads.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RouterConfig {
+    /// `routing_strategy`, as written.
+    pub routing_strategy: Option<String>,
+    /// `num_retries`.
+    pub num_retries: Option<u32>,
+    /// `timeout` (else `litellm_settings.request_timeout`).
+    pub timeout: Option<Duration>,
+    /// `stream_timeout`.
+    pub stream_timeout: Option<Duration>,
+    /// Every other `router_settings` key, for the router to interpret.
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// `general_settings` the gateway reads.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GeneralConfig {
+    /// The admin key; `None` means auth is off.
+    pub master_key: Option<Secret>,
+    /// Largest request body accepted.
+    pub max_request_bytes: usize,
+    /// How long a client may take to send its request headers.
+    pub header_read_timeout: Duration,
+    /// `database_url` (else `DATABASE_URL`).
+    pub database_url: Option<Secret>,
+    /// Every other `general_settings` key.
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+impl Default for GeneralConfig {
+    fn default() -> Self {
+        Self {
+            master_key: None,
+            max_request_bytes: DEFAULT_MAX_REQUEST_MB * 1024 * 1024,
+            header_read_timeout: Duration::from_secs(30),
+            database_url: None,
+            other: BTreeMap::new(),
+        }
+    }
+}
+
+/// `litellm_settings` the gateway reads.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LitellmConfig {
+    /// Drop parameters a provider cannot take instead of failing.
+    pub drop_params: bool,
+    /// Every other `litellm_settings` key.
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// A key the gateway read but does not act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigWarning {
+    /// The key's path, e.g. `litellm_settings.cache`.
+    pub path: String,
+    /// What the gateway does with it.
+    pub message: String,
+}
+
+/// Why a config could not be loaded. The message always names the key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {reason}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The OS error.
+        reason: String,
+    },
+    /// The file is not valid YAML.
+    #[error("{path}: invalid YAML: {reason}")]
+    Yaml {
+        /// The file.
+        path: String,
+        /// The parser's message, with line and column.
+        reason: String,
+    },
+    /// A key has an invalid value.
+    #[error("{path}: {reason}")]
+    Invalid {
+        /// The key's path.
+        path: String,
+        /// What is wrong and how to fix it.
+        reason: String,
+    },
+}
+
+fn invalid(path: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        path: path.into(),
+        reason: reason.into(),
+    }
+}
+
+/// Default `max_request_size_mb`.
+pub const DEFAULT_MAX_REQUEST_MB: usize = 4;
+
+impl GatewayConfig {
+    /// Loads a config file, reading `os.environ/` values from the process
+    /// environment.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = read(path)?;
+        Self::parse(&text, Some(path), Env::process())
+    }
+
+    /// Parses config text. `path` locates `include:` files and names the file
+    /// in errors; `env` supplies `os.environ/` values.
+    pub fn parse(text: &str, path: Option<&Path>, env: Env) -> Result<Self, ConfigError> {
+        let name = path.map_or_else(|| "config".to_owned(), |p| p.display().to_string());
+        let mut root = parse_yaml(text, &name)?;
+        if root.is_null() {
+            return Err(invalid(name, "the config is empty; see examples/quickstart.yaml"));
+        }
+        let Some(mapping) = root.as_mapping_mut() else {
+            return Err(invalid(name, "the config must be a mapping of sections (model_list, router_settings, ...)"));
+        };
+        let base_dir = path.and_then(Path::parent).map(Path::to_path_buf).unwrap_or_default();
+        merge_includes(mapping, &base_dir)?;
+
+        // environment_variables first, so os.environ/ elsewhere sees them.
+        let mut overlay = BTreeMap::new();
+        if let Some(variables) = mapping.get_mut("environment_variables") {
+            resolve_env(variables, "environment_variables", &env)?;
+            let Some(variables) = variables.as_mapping() else {
+                return Err(invalid("environment_variables", "must be a mapping of NAME: value"));
+            };
+            for (key, value) in variables {
+                let Some(key) = key.as_str() else {
+                    return Err(invalid("environment_variables", "variable names must be strings"));
+                };
+                let value = match value {
+                    Yaml::String(text) => text.clone(),
+                    Yaml::Number(number) => number.to_string(),
+                    Yaml::Bool(flag) => flag.to_string(),
+                    _ => return Err(invalid(format!("environment_variables.{key}"), "must be a string, number or boolean")),
+                };
+                overlay.insert(key.to_owned(), value);
+            }
+        }
+        let env = env.with_overlay(overlay);
+        resolve_env(&mut root, "", &env)?;
+
+        let raw: RawConfig = deserialize(root)?;
+        let mut warnings = Vec::new();
+        for key in raw.unknown.keys() {
+            warnings.push(ConfigWarning {
+                path: key.clone(),
+                message: "unknown top-level section; ignored".to_owned(),
+            });
+        }
+        let litellm = litellm_config(raw.litellm_settings, &mut warnings);
+        let general = general_config(raw.general_settings, &env, &mut warnings)?;
+        let router = router_config(raw.router_settings, &litellm, &mut warnings)?;
+        let deployments = raw
+            .model_list
+            .into_iter()
+            .enumerate()
+            .map(|(index, model)| deployment_config(model, index, &litellm, &mut warnings))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self {
+            deployments,
+            router,
+            general,
+            litellm,
+            env,
+            warnings,
+        })
+    }
+
+    /// The embedded quickstart config (mock models, no keys).
+    pub fn embedded_default() -> Result<Self, ConfigError> {
+        Self::parse(EMBEDDED_DEFAULT, None, Env::process())
+    }
+
+    /// The model aliases, in file order, without duplicates.
+    pub fn model_names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = Vec::new();
+        for deployment in &self.deployments {
+            if !names.contains(&deployment.model_name.as_str()) {
+                names.push(&deployment.model_name);
+            }
+        }
+        names
+    }
+}
+
+fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+        path: path.display().to_string(),
+        reason: error.to_string(),
+    })
+}
+
+fn parse_yaml(text: &str, name: &str) -> Result<Yaml, ConfigError> {
+    serde_norway::from_str(text).map_err(|error| ConfigError::Yaml {
+        path: name.to_owned(),
+        reason: error.to_string(),
+    })
+}
+
+/// `include: [a.yaml]`: top-level merge, lists concatenated, other values
+/// replaced; one level deep, paths relative to the main file.
+fn merge_includes(mapping: &mut Mapping, base_dir: &Path) -> Result<(), ConfigError> {
+    let Some(includes) = mapping.remove("include") else {
+        return Ok(());
+    };
+    let Some(includes) = includes.as_sequence().cloned() else {
+        return Err(invalid("include", "must be a list of file paths"));
+    };
+    for (index, include) in includes.iter().enumerate() {
+        let Some(relative) = include.as_str() else {
+            return Err(invalid(format!("include[{index}]"), "must be a file path"));
+        };
+        let path: PathBuf = base_dir.join(relative);
+        let text = read(&path)?;
+        let included = parse_yaml(&text, &path.display().to_string())?;
+        let Yaml::Mapping(included) = included else {
+            return Err(invalid(format!("include[{index}]"), "the included file must be a mapping"));
+        };
+        for (key, value) in included {
+            if key.as_str() == Some("include") {
+                continue;
+            }
+            match (mapping.get_mut(&key), value) {
+                (Some(Yaml::Sequence(existing)), Yaml::Sequence(more)) => existing.extend(more),
+                (_, value) => {
+                    mapping.insert(key, value);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Replaces `os.environ/NAME` strings in mappings (and mappings in lists).
+/// Plain strings directly inside lists are left alone, as LiteLLM does.
+fn resolve_env(value: &mut Yaml, path: &str, env: &Env) -> Result<(), ConfigError> {
+    match value {
+        Yaml::Mapping(mapping) => {
+            for (key, child) in mapping.iter_mut() {
+                let key = key.as_str().map_or_else(|| format!("{key:?}"), str::to_owned);
+                let child_path = if path.is_empty() { key } else { format!("{path}.{key}") };
+                if let Yaml::String(text) = child {
+                    if let Some(name) = text.strip_prefix("os.environ/") {
+                        let Some(resolved) = env.get(name) else {
+                            return Err(invalid(child_path, format!("environment variable {name} is not set")));
+                        };
+                        *child = Yaml::String(resolved);
+                        continue;
+                    }
+                }
+                resolve_env(child, &child_path, env)?;
+            }
+        }
+        Yaml::Sequence(items) => {
+            for (index, item) in items.iter_mut().enumerate() {
+                if item.is_mapping() || item.is_sequence() {
+                    resolve_env(item, &format!("{path}[{index}]"), env)?;
+                }
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn deserialize<T: serde::de::DeserializeOwned>(value: Yaml) -> Result<T, ConfigError> {
+    serde_path_to_error::deserialize(value).map_err(|error| {
+        let path = error.path().to_string();
+        let path = if path == "." { "config".to_owned() } else { path };
+        invalid(path, error.into_inner().to_string())
+    })
+}
+
+#[derive(Deserialize)]
+struct RawConfig {
+    #[serde(default)]
+    model_list: Vec<RawModel>,
+    #[serde(default)]
+    router_settings: BTreeMap<String, serde_json::Value>,
+    #[serde(default)]
+    litellm_settings: BTreeMap<String, serde_json::Value>,
+    #[serde(default)]
+    general_settings: BTreeMap<String, serde_json::Value>,
+    #[serde(default, rename = "environment_variables")]
+    _environment_variables: Option<Yaml>,
+    #[serde(flatten)]
+    unknown: BTreeMap<String, Yaml>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawModel {
+    model_name: String,
+    litellm_params: RawParams,
+    #[serde(default)]
+    model_info: RawModelInfo,
+}
+
+/// Seconds as an integer or a float.
+#[derive(Deserialize, Clone, Copy)]
+#[serde(untagged)]
+enum Seconds {
+    Int(u64),
+    Float(f64),
+}
+
+impl Seconds {
+    fn to_duration(self, path: &str) -> Result<Duration, ConfigError> {
+        match self {
+            Seconds::Int(seconds) => Ok(Duration::from_secs(seconds)),
+            Seconds::Float(seconds) if seconds.is_finite() && seconds >= 0.0 => Ok(Duration::from_secs_f64(seconds)),
+            Seconds::Float(_) => Err(invalid(path, "must be a non-negative number of seconds")),
+        }
+    }
+}
+
+/// A string-to-string map whose values may be numbers in YAML.
+#[derive(Deserialize, Default)]
+struct HeaderMap(BTreeMap<String, ScalarText>);
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum ScalarText {
+    Text(String),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+}
+
+impl ScalarText {
+    fn into_string(self) -> String {
+        match self {
+            ScalarText::Text(text) => text,
+            ScalarText::Int(number) => number.to_string(),
+            ScalarText::Float(number) => number.to_string(),
+            ScalarText::Bool(flag) => flag.to_string(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct RawParams {
+    model: String,
+    #[serde(default)]
+    api_base: Option<String>,
+    #[serde(default)]
+    api_key: Option<String>,
+    #[serde(default)]
+    api_version: Option<ScalarText>,
+    #[serde(default)]
+    headers: Option<HeaderMap>,
+    #[serde(default)]
+    extra_headers: Option<HeaderMap>,
+    #[serde(default)]
+    extra_body: Option<JsonObject>,
+    #[serde(default)]
+    timeout: Option<Seconds>,
+    #[serde(default)]
+    stream_timeout: Option<Seconds>,
+    #[serde(default)]
+    rpm: Option<u64>,
+    #[serde(default)]
+    tpm: Option<u64>,
+    #[serde(default)]
+    order: Option<u32>,
+    #[serde(default)]
+    weight: Option<f64>,
+    #[serde(default)]
+    tags: Option<Vec<String>>,
+    #[serde(default)]
+    input_cost_per_token: Option<f64>,
+    #[serde(default)]
+    output_cost_per_token: Option<f64>,
+    #[serde(default)]
+    num_retries: Option<u32>,
+    #[serde(default)]
+    cooldown_time: Option<Seconds>,
+    #[serde(default)]
+    custom_llm_provider: Option<String>,
+    #[serde(flatten)]
+    other: BTreeMap<String, serde_json::Value>,
+}
+
+#[derive(Deserialize, Default)]
+struct RawModelInfo {
+    #[serde(default)]
+    id: Option<ScalarText>,
+    #[serde(default)]
+    mode: Option<String>,
+    #[serde(default)]
+    max_input_tokens: Option<u64>,
+    #[serde(default)]
+    max_tokens: Option<u64>,
+    #[serde(default)]
+    max_output_tokens: Option<u64>,
+    #[serde(default)]
+    input_cost_per_token: Option<f64>,
+    #[serde(default)]
+    output_cost_per_token: Option<f64>,
+    #[serde(default)]
+    system_prompt: Option<String>,
+    #[serde(default)]
+    order: Option<u32>,
+    #[serde(default)]
+    access_groups: Option<Vec<String>>,
+    /// Other model_info keys are informational (LiteLLM echoes them).
+    #[serde(flatten)]
+    _other: BTreeMap<String, serde_json::Value>,
+}
+
+/// Completion parameters that may be set per deployment as defaults.
+const COMPLETION_DEFAULTS: &[&str] = &[
+    "max_tokens",
+    "max_completion_tokens",
+    "temperature",
+    "top_p",
+    "top_k",
+    "n",
+    "stop",
+    "presence_penalty",
+    "frequency_penalty",
+    "seed",
+    "response_format",
+    "reasoning_effort",
+    "parallel_tool_calls",
+    "logit_bias",
+    "user",
+];
+
+/// Provider settings the built-in adapters read from `litellm_params`.
+const PROVIDER_SETTINGS: &[&str] = &[
+    "mock_response",
+    "mock_latency_ms",
+    "mock_chunk_delay_ms",
+    "drop_params",
+    "organization",
+    "anthropic_version",
+    "think",
+    "keep_alive",
+];
+
+/// `litellm_params` keys accepted and deliberately without effect here.
+const IGNORED_PARAMS: &[(&str, &str)] = &[
+    ("max_retries", "provider-SDK retries; the router's num_retries applies"),
+    ("use_in_pass_through", "pass-through endpoints are not supported"),
+];
+
+fn deployment_config(
+    model: RawModel,
+    index: usize,
+    litellm: &LitellmConfig,
+    warnings: &mut Vec<ConfigWarning>,
+) -> Result<DeploymentConfig, ConfigError> {
+    let path = format!("model_list[{index}]");
+    let params_path = format!("{path}.litellm_params");
+    let RawModel {
+        model_name,
+        litellm_params: params,
+        model_info: info,
+    } = model;
+    if model_name.trim().is_empty() {
+        return Err(invalid(format!("{path}.model_name"), "must not be empty"));
+    }
+    let builtin = gateway_providers::ProviderRegistry::builtin();
+    let known = |prefix: &str| builtin.knows(prefix) || KNOWN_PREFIXES.contains(&prefix);
+    let (prefix, upstream_model) = match &params.custom_llm_provider {
+        Some(provider) => (provider.clone(), params.model.strip_prefix(&format!("{provider}/")).unwrap_or(&params.model).to_owned()),
+        None => ProviderSpec::split_model(&params.model, params.api_base.is_some(), &known).ok_or_else(|| {
+            invalid(
+                format!("{params_path}.model"),
+                format!(
+                    "`{}` has no provider prefix; write it as provider/model, e.g. openai/{}, ollama_chat/{}, mock/{}",
+                    params.model, params.model, params.model, params.model
+                ),
+            )
+        })?,
+    };
+    if upstream_model.is_empty() {
+        return Err(invalid(format!("{params_path}.model"), "the model id after the provider prefix is empty"));
+    }
+
+    let mut defaults = JsonObject::new();
+    let mut settings = JsonObject::new();
+    for (key, value) in params.other {
+        if COMPLETION_DEFAULTS.contains(&key.as_str()) {
+            defaults.insert(key, value);
+        } else if PROVIDER_SETTINGS.contains(&key.as_str()) {
+            settings.insert(key, value);
+        } else if let Some((_, why)) = IGNORED_PARAMS.iter().find(|(name, _)| *name == key) {
+            warnings.push(ConfigWarning {
+                path: format!("{params_path}.{key}"),
+                message: format!("ignored: {why}"),
+            });
+        } else {
+            warnings.push(ConfigWarning {
+                path: format!("{params_path}.{key}"),
+                message: "not supported by this gateway; ignored".to_owned(),
+            });
+        }
+    }
+    if !settings.contains_key("drop_params") && litellm.drop_params {
+        settings.insert("drop_params".to_owned(), serde_json::Value::Bool(true));
+    }
+
+    let mut headers = Vec::new();
+    for map in [params.headers, params.extra_headers].into_iter().flatten() {
+        headers.extend(map.0.into_iter().map(|(name, value)| (name, value.into_string())));
+    }
+    let timeout = params
+        .timeout
+        .map(|seconds| seconds.to_duration(&format!("{params_path}.timeout")))
+        .transpose()?;
+    let stream_timeout = params
+        .stream_timeout
+        .map(|seconds| seconds.to_duration(&format!("{params_path}.stream_timeout")))
+        .transpose()?;
+    let cooldown_time = params
+        .cooldown_time
+        .map(|seconds| seconds.to_duration(&format!("{params_path}.cooldown_time")))
+        .transpose()?;
+    if let Some(weight) = params.weight {
+        if !(weight.is_finite() && weight >= 0.0) {
+            return Err(invalid(format!("{params_path}.weight"), "must be a non-negative number"));
+        }
+    }
+    let provider = ProviderSpec {
+        prefix,
+        upstream_model,
+        api_base: params.api_base.filter(|base| !base.is_empty()),
+        api_key: params.api_key.filter(|key| !key.is_empty()).map(Secret::new),
+        api_version: params.api_version.map(ScalarText::into_string),
+        headers,
+        extra_body: params.extra_body.unwrap_or_default(),
+        defaults,
+        settings,
+        timeout,
+    };
+    let id = match info.id {
+        Some(id) => id.into_string(),
+        None => stable_id(&model_name, &params.model, provider.api_base.as_deref(), index),
+    };
+    Ok(DeploymentConfig {
+        model_name,
+        id,
+        order: params.order.or(info.order).unwrap_or(0),
+        weight: params.weight,
+        rpm: params.rpm,
+        tpm: params.tpm,
+        timeout,
+        stream_timeout,
+        tags: params.tags.unwrap_or_default(),
+        mode: info.mode,
+        max_input_tokens: info.max_input_tokens,
+        max_output_tokens: info.max_output_tokens.or(info.max_tokens),
+        input_cost_per_token: params.input_cost_per_token.or(info.input_cost_per_token),
+        output_cost_per_token: params.output_cost_per_token.or(info.output_cost_per_token),
+        system_prompt: info.system_prompt,
+        access_groups: info.access_groups.unwrap_or_default(),
+        num_retries: params.num_retries,
+        cooldown_time,
+        provider,
+    })
+}
+
+/// Prefixes LiteLLM knows that are accepted by the parser even when no
+/// factory is registered yet, so the error names the provider, not the format.
+const KNOWN_PREFIXES: &[&str] = &[
+    "anthropic",
+    "azure",
+    "gemini",
+    "ollama",
+    "ollama_chat",
+    "bedrock",
+    "vertex_ai",
+    "groq",
+    "mistral",
+    "deepseek",
+    "together_ai",
+    "fireworks_ai",
+    "xai",
+];
+
+/// A stable id from the entry's identity: the same entry gets the same id
+/// across restarts (FNV-1a, 64 bits, hex).
+fn stable_id(model_name: &str, model: &str, api_base: Option<&str>, index: usize) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in [model_name, model, api_base.unwrap_or(""), &index.to_string()] {
+        for byte in part.bytes().chain(std::iter::once(0)) {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    format!("{hash:016x}")
+}
+
+fn take<T: serde::de::DeserializeOwned>(
+    map: &mut BTreeMap<String, serde_json::Value>,
+    section: &str,
+    key: &str,
+) -> Result<Option<T>, ConfigError> {
+    match map.remove(key) {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(value) => serde_json::from_value(value)
+            .map(Some)
+            .map_err(|error| invalid(format!("{section}.{key}"), error.to_string())),
+    }
+}
+
+fn take_seconds(
+    map: &mut BTreeMap<String, serde_json::Value>,
+    section: &str,
+    key: &str,
+) -> Result<Option<Duration>, ConfigError> {
+    take::<Seconds>(map, section, key)?
+        .map(|seconds| seconds.to_duration(&format!("{section}.{key}")))
+        .transpose()
+}
+
+/// `litellm_settings` keys this gateway acts on, or hands to the router.
+const LITELLM_ROUTER_KEYS: &[&str] = &[
+    "num_retries",
+    "request_timeout",
+    "fallbacks",
+    "context_window_fallbacks",
+    "content_policy_fallbacks",
+    "default_fallbacks",
+    "allowed_fails",
+];
+
+fn litellm_config(mut map: BTreeMap<String, serde_json::Value>, warnings: &mut Vec<ConfigWarning>) -> LitellmConfig {
+    let drop_params = matches!(map.remove("drop_params"), Some(serde_json::Value::Bool(true)));
+    for key in map.keys() {
+        if !LITELLM_ROUTER_KEYS.contains(&key.as_str()) {
+            warnings.push(ConfigWarning {
+                path: format!("litellm_settings.{key}"),
+                message: "not supported by this gateway; ignored".to_owned(),
+            });
+        }
+    }
+    LitellmConfig { drop_params, other: map }
+}
+
+/// `router_settings` keys the router implements (besides the typed ones).
+const ROUTER_KEYS: &[&str] = &[
+    "fallbacks",
+    "context_window_fallbacks",
+    "content_policy_fallbacks",
+    "default_fallbacks",
+    "max_fallbacks",
+    "allowed_fails",
+    "cooldown_time",
+    "disable_cooldowns",
+    "retry_after",
+    "retry_policy",
+    "enable_pre_call_checks",
+    "enable_tag_filtering",
+];
+
+const ROUTING_STRATEGIES: &[&str] = &[
+    "simple-shuffle",
+    "least-busy",
+    "latency-based-routing",
+    "usage-based-routing",
+    "usage-based-routing-v2",
+    "cost-based-routing",
+];
+
+fn router_config(
+    mut map: BTreeMap<String, serde_json::Value>,
+    litellm: &LitellmConfig,
+    warnings: &mut Vec<ConfigWarning>,
+) -> Result<RouterConfig, ConfigError> {
+    let section = "router_settings";
+    let routing_strategy: Option<String> = take(&mut map, section, "routing_strategy")?;
+    if let Some(strategy) = &routing_strategy {
+        if !ROUTING_STRATEGIES.contains(&strategy.as_str()) {
+            return Err(invalid(
+                format!("{section}.routing_strategy"),
+                format!("unknown strategy `{strategy}`; use one of {}", ROUTING_STRATEGIES.join(", ")),
+            ));
+        }
+    }
+    let mut litellm_other = litellm.other.clone();
+    let num_retries = match take::<u32>(&mut map, section, "num_retries")? {
+        Some(retries) => Some(retries),
+        None => take(&mut litellm_other, "litellm_settings", "num_retries")?,
+    };
+    let timeout = match take_seconds(&mut map, section, "timeout")? {
+        Some(timeout) => Some(timeout),
+        None => take_seconds(&mut litellm_other, "litellm_settings", "request_timeout")?,
+    };
+    let stream_timeout = take_seconds(&mut map, section, "stream_timeout")?;
+    // Router keys may also be set in litellm_settings; router_settings wins.
+    for key in LITELLM_ROUTER_KEYS {
+        if let Some(value) = litellm_other.remove(*key) {
+            map.entry((*key).to_owned()).or_insert(value);
+        }
+    }
+    for key in map.keys() {
+        if !ROUTER_KEYS.contains(&key.as_str()) {
+            warnings.push(ConfigWarning {
+                path: format!("{section}.{key}"),
+                message: "not supported by this gateway; ignored".to_owned(),
+            });
+        }
+    }
+    Ok(RouterConfig {
+        routing_strategy,
+        num_retries,
+        timeout,
+        stream_timeout,
+        other: map,
+    })
+}
+
+/// `general_settings` keys read by parts of the gateway other than this loader.
+const GENERAL_KEYS: &[&str] = &[];
+
+fn general_config(
+    mut map: BTreeMap<String, serde_json::Value>,
+    env: &Env,
+    warnings: &mut Vec<ConfigWarning>,
+) -> Result<GeneralConfig, ConfigError> {
+    let section = "general_settings";
+    let master_key = take::<String>(&mut map, section, "master_key")?
+        .or_else(|| env.get("LITELLM_MASTER_KEY"))
+        .filter(|key| !key.is_empty())
+        .map(Secret::new);
+    let max_request_bytes = match take::<f64>(&mut map, section, "max_request_size_mb")? {
+        None => DEFAULT_MAX_REQUEST_MB * 1024 * 1024,
+        Some(megabytes) if megabytes.is_finite() && megabytes > 0.0 => (megabytes * 1024.0 * 1024.0) as usize,
+        Some(_) => return Err(invalid(format!("{section}.max_request_size_mb"), "must be a positive number")),
+    };
+    let header_read_timeout = take_seconds(&mut map, section, "header_read_timeout")?.unwrap_or(Duration::from_secs(30));
+    let database_url = take::<String>(&mut map, section, "database_url")?
+        .or_else(|| env.get("DATABASE_URL"))
+        .map(Secret::new);
+    for key in map.keys() {
+        if !GENERAL_KEYS.contains(&key.as_str()) {
+            warnings.push(ConfigWarning {
+                path: format!("{section}.{key}"),
+                message: "not supported by this gateway; ignored".to_owned(),
+            });
+        }
+    }
+    Ok(GeneralConfig {
+        master_key,
+        max_request_bytes,
+        header_read_timeout,
+        database_url,
+        other: map,
+    })
+}
+
+#[cfg(test)]
+mod tests;
