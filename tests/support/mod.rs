@@ -1,1 +1,364 @@
-//! support
+//! Test support: the real gateway on 127.0.0.1:0, fake upstreams that record
+//! what they received, and a small HTTP client.
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use bytes::Bytes;
+use gateway_server::config::GatewayConfig;
+use gateway_server::Gateway;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot, Notify};
+
+/// Every test's upper bound on waiting for something that should happen.
+pub const PATIENCE: Duration = Duration::from_secs(10);
+
+/// A running gateway.
+#[derive(Debug)]
+pub struct TestGateway {
+    pub addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    pub stopped: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl TestGateway {
+    /// Starts the gateway on a config text; `os.environ/` reads only `env`.
+    pub async fn start(config: &str, env: &[(&str, &str)]) -> Self {
+        let variables: BTreeMap<String, String> = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let config =
+            GatewayConfig::parse(config, None, gateway_providers::Env::isolated(variables))
+                .unwrap_or_else(|error| panic!("test config invalid: {error}"));
+        let gateway = Arc::new(
+            Gateway::from_config(config)
+                .unwrap_or_else(|error| panic!("gateway build failed: {error}")),
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (shutdown, signal) = oneshot::channel::<()>();
+        let stopped = tokio::spawn(gateway_server::server::serve(
+            listener,
+            gateway,
+            async move {
+                let _ = signal.await;
+            },
+        ));
+        Self {
+            addr,
+            shutdown: Some(shutdown),
+            stopped: Some(stopped),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Signals shutdown; `stopped` resolves once connections drained.
+    pub fn begin_shutdown(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+    }
+}
+
+impl Drop for TestGateway {
+    fn drop(&mut self) {
+        self.begin_shutdown();
+    }
+}
+
+/// What a fake upstream received.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub method: String,
+    pub path_and_query: String,
+    pub headers: BTreeMap<String, String>,
+    pub body: Value,
+}
+
+/// How a fake upstream answers.
+#[derive(Clone, Debug)]
+pub enum Reply {
+    /// A whole body.
+    Json {
+        status: u16,
+        body: String,
+        headers: Vec<(&'static str, String)>,
+    },
+    /// SSE events (each a `data:` payload), then the body ends.
+    Sse { events: Vec<String> },
+    /// SSE events every `interval` until the client goes away; the fake then
+    /// notifies `gone`.
+    EndlessSse {
+        event: String,
+        interval: Duration,
+        gone: Arc<Notify>,
+    },
+}
+
+impl Reply {
+    pub fn json(status: u16, body: Value) -> Self {
+        Reply::Json {
+            status,
+            body: body.to_string(),
+            headers: Vec::new(),
+        }
+    }
+}
+
+/// A fake OpenAI-compatible upstream on 127.0.0.1:0 that answers every
+/// request with `reply` and records what it received.
+#[derive(Debug)]
+pub struct FakeUpstream {
+    pub addr: SocketAddr,
+    received: Arc<Mutex<Vec<Received>>>,
+    reply: Arc<Mutex<Reply>>,
+}
+
+impl FakeUpstream {
+    pub async fn start(reply: Reply) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let reply = Arc::new(Mutex::new(reply));
+        let (record, reply_for_task) = (Arc::clone(&received), Arc::clone(&reply));
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let record = Arc::clone(&record);
+                let reply = Arc::clone(&reply_for_task);
+                tokio::spawn(async move {
+                    let service = service_fn(move |request: hyper::Request<Incoming>| {
+                        let record = Arc::clone(&record);
+                        let reply = reply.lock().unwrap().clone();
+                        async move { Ok::<_, Infallible>(answer(request, record, reply).await) }
+                    });
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Self {
+            addr,
+            received,
+            reply,
+        }
+    }
+
+    /// The base URL as a deployment's `api_base`.
+    pub fn api_base(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+
+    pub fn set_reply(&self, reply: Reply) {
+        *self.reply.lock().unwrap() = reply;
+    }
+}
+
+type FakeBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+
+async fn answer(
+    request: hyper::Request<Incoming>,
+    record: Arc<Mutex<Vec<Received>>>,
+    reply: Reply,
+) -> hyper::Response<FakeBody> {
+    let (parts, body) = request.into_parts();
+    let bytes = body
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+    record.lock().unwrap().push(Received {
+        method: parts.method.to_string(),
+        path_and_query: parts
+            .uri
+            .path_and_query()
+            .map(|p| p.to_string())
+            .unwrap_or_default(),
+        headers: parts
+            .headers
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.to_str().unwrap_or("").to_owned()))
+            .collect(),
+        body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    });
+    match reply {
+        Reply::Json {
+            status,
+            body,
+            headers,
+        } => {
+            let mut builder = hyper::Response::builder()
+                .status(status)
+                .header("content-type", "application/json");
+            for (name, value) in headers {
+                builder = builder.header(name, value);
+            }
+            builder.body(Full::new(Bytes::from(body)).boxed()).unwrap()
+        }
+        Reply::Sse { events } => {
+            let mut text = String::new();
+            for event in events {
+                text.push_str("data: ");
+                text.push_str(&event);
+                text.push_str("\n\n");
+            }
+            hyper::Response::builder()
+                .header("content-type", "text/event-stream")
+                .body(Full::new(Bytes::from(text)).boxed())
+                .unwrap()
+        }
+        Reply::EndlessSse {
+            event,
+            interval,
+            gone,
+        } => {
+            let (sender, receiver) = mpsc::channel::<Result<Frame<Bytes>, Infallible>>(1);
+            tokio::spawn(async move {
+                loop {
+                    let frame = Frame::data(Bytes::from(format!("data: {event}\n\n")));
+                    // send fails once hyper dropped the body: the connection is gone.
+                    if sender.send(Ok(frame)).await.is_err() {
+                        gone.notify_one();
+                        return;
+                    }
+                    tokio::time::sleep(interval).await;
+                }
+            });
+            let stream = futures_util::stream::unfold(receiver, |mut receiver| async move {
+                receiver.recv().await.map(|item| (item, receiver))
+            });
+            hyper::Response::builder()
+                .header("content-type", "text/event-stream")
+                .body(StreamBody::new(stream).boxed())
+                .unwrap()
+        }
+    }
+}
+
+/// A client response, read whole.
+#[derive(Debug)]
+pub struct TestResponse {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+}
+
+impl TestResponse {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|value| value.to_str().ok())
+    }
+
+    /// The `data:` payloads of an SSE body.
+    pub fn sse_data(&self) -> Vec<String> {
+        self.text()
+            .split("\n\n")
+            .filter_map(|event| event.strip_prefix("data: "))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Asserts an OpenAI-shaped error with this status and type.
+    pub fn assert_error(&self, status: u16, kind: &str) -> Value {
+        assert_eq!(self.status, status, "body: {}", self.text());
+        let body = self.json();
+        assert_eq!(body["error"]["type"], kind, "body: {body}");
+        assert_eq!(body["error"]["code"], status.to_string(), "body: {body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "body: {body}"
+        );
+        body
+    }
+}
+
+/// Sends a request and reads the whole response (bounded by [`PATIENCE`]).
+pub async fn send(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<Bytes>,
+) -> TestResponse {
+    let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+        .build_http::<Full<Bytes>>();
+    let mut builder = hyper::Request::builder().method(method).uri(url);
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    let request = builder.body(Full::new(body.into())).unwrap();
+    let response = tokio::time::timeout(PATIENCE, async {
+        let response = client.request(request).await.unwrap();
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await.unwrap().to_bytes();
+        TestResponse {
+            status: parts.status.as_u16(),
+            headers: parts.headers,
+            body,
+        }
+    })
+    .await;
+    response.unwrap_or_else(|_| panic!("no answer from {url} within {PATIENCE:?}"))
+}
+
+/// POSTs JSON.
+pub async fn post(url: &str, headers: &[(&str, &str)], body: &Value) -> TestResponse {
+    let mut all = vec![("content-type", "application/json")];
+    all.extend_from_slice(headers);
+    send("POST", url, &all, body.to_string()).await
+}
+
+/// A chat-completion response as an OpenAI upstream sends it.
+pub fn upstream_completion(text: &str) -> Value {
+    serde_json::json!({
+        "id": "chatcmpl-upstream-1",
+        "object": "chat.completion",
+        "created": 1_700_000_000,
+        "model": "upstream-model-0613",
+        "system_fingerprint": "fp_abc",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text, "tool_calls": null, "function_call": null}, "finish_reason": "stop", "logprobs": null}],
+        "usage": {"prompt_tokens": 9, "completion_tokens": 3, "total_tokens": 12}
+    })
+}
+
+/// A stream chunk as an OpenAI upstream sends it.
+pub fn upstream_chunk(content: Option<&str>, finish: Option<&str>) -> String {
+    let mut delta = serde_json::Map::new();
+    if let Some(content) = content {
+        delta.insert("content".to_owned(), Value::String(content.to_owned()));
+    }
+    serde_json::json!({
+        "id": "chatcmpl-upstream-2", "object": "chat.completion.chunk", "created": 1_700_000_000, "model": "upstream-model-0613",
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]
+    })
+    .to_string()
+}

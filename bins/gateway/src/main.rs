@@ -1,1 +1,140 @@
-fn main() {}
+//! `gateway`: the LLM gateway binary. Parses the command line, sets up
+//! logging, loads the config, and serves until SIGINT or SIGTERM.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use gateway_server::{config::GatewayConfig, server, Gateway};
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// An OpenAI-compatible gateway in front of many model providers. Reads
+/// LiteLLM's config.yaml format; takes the LiteLLM CLI's flags.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    /// The config file. Without it (and without CONFIG_FILE_PATH) the gateway
+    /// runs the embedded quickstart config: mock models, no keys.
+    #[arg(long, short, env = "CONFIG_FILE_PATH", global = true)]
+    config: Option<PathBuf>,
+    /// Port to listen on.
+    #[arg(long, short, default_value_t = 4000, env = "PORT")]
+    port: u16,
+    /// Address to listen on.
+    #[arg(long, default_value = "0.0.0.0", env = "HOST")]
+    host: String,
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
+    /// Log level or filter (e.g. `info`, `gateway_server=debug`); RUST_LOG wins.
+    #[arg(long, default_value = "info", global = true)]
+    log_level: String,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate the config and print the model aliases it serves.
+    Check,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_logging(cli.log_format, &cli.log_level);
+    let config = match &cli.config {
+        Some(path) => GatewayConfig::load(path)?,
+        None => {
+            tracing::warn!(
+                "no --config given: running the embedded quickstart config (mock models only)"
+            );
+            GatewayConfig::embedded_default()?
+        }
+    };
+    for warning in &config.warnings {
+        tracing::warn!(key = %warning.path, "config: {}", warning.message);
+    }
+    if let Some(Command::Check) = cli.command {
+        return check(&config);
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(run(config, &cli.host, cli.port))
+}
+
+fn check(config: &GatewayConfig) -> anyhow::Result<()> {
+    // Building the gateway validates every deployment's provider settings too.
+    let gateway = Gateway::from_config(config.clone())?;
+    let config = gateway.config();
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "config OK: {} deployment(s)", config.deployments.len())?;
+    for name in config.model_names() {
+        let count = config
+            .deployments
+            .iter()
+            .filter(|d| d.model_name == name)
+            .count();
+        writeln!(out, "  {name} ({count} deployment(s))")?;
+    }
+    Ok(())
+}
+
+async fn run(config: GatewayConfig, host: &str, port: u16) -> anyhow::Result<()> {
+    if config.general.master_key.is_none() {
+        tracing::warn!(
+            "no general_settings.master_key: the gateway is open to anyone who can reach it"
+        );
+    }
+    let gateway = Arc::new(Gateway::from_config(config)?);
+    let listener = tokio::net::TcpListener::bind((host, port))
+        .await
+        .with_context(|| format!("cannot listen on {host}:{port}"))?;
+    tracing::info!(address = %listener.local_addr()?, "gateway listening");
+    server::serve(listener, gateway, shutdown_signal()).await?;
+    tracing::info!("gateway stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = interrupt => {},
+                    _ = terminate.recv() => {},
+                }
+            }
+            Err(_) => {
+                let _ = interrupt.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}
+
+fn init_logging(format: LogFormat, level: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

@@ -31,4 +31,6 @@ pub mod sse;
 pub use error::{ErrorKind, ProviderError};
 pub use http::{HttpClient, HttpClientOptions};
 pub use provider::{CallContext, ChunkStream, Provider, ProviderKind};
-pub use registry::{BuildContext, BuildError, Env, ProviderFactory, ProviderRegistry, ProviderSpec};
+pub use registry::{
+    BuildContext, BuildError, Env, ProviderFactory, ProviderRegistry, ProviderSpec,
+};

@@ -50,13 +50,21 @@ pub trait Provider: Send + Sync + Debug + 'static {
     }
 
     /// A non-stream chat completion.
-    async fn chat(&self, request: &ChatRequest, cx: &CallContext) -> Result<ChatResponse, ProviderError>;
+    async fn chat(
+        &self,
+        request: &ChatRequest,
+        cx: &CallContext,
+    ) -> Result<ChatResponse, ProviderError>;
 
     /// A streamed chat completion. Resolves once the upstream answered 2xx;
     /// failures after that arrive as the stream's last item. The stream
     /// always ends with a chunk that carries `usage` when the upstream
     /// reports it (the caller drops it if the client did not ask for it).
-    async fn chat_stream(&self, request: &ChatRequest, cx: &CallContext) -> Result<ChunkStream, ProviderError>;
+    async fn chat_stream(
+        &self,
+        request: &ChatRequest,
+        cx: &CallContext,
+    ) -> Result<ChunkStream, ProviderError>;
 
     /// Embeddings. The default answers [`ErrorKind::Unsupported`].
     async fn embeddings(
@@ -67,7 +75,10 @@ pub trait Provider: Send + Sync + Debug + 'static {
         let _ = (request, cx);
         Err(ProviderError::new(
             ErrorKind::Unsupported,
-            format!("the {} provider does not support embeddings", self.kind().as_str()),
+            format!(
+                "the {} provider does not support embeddings",
+                self.kind().as_str()
+            ),
         ))
     }
 }

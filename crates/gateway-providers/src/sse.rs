@@ -207,14 +207,19 @@ mod tests {
 
     #[test]
     fn events_decode_the_same_whatever_the_piece_size() {
-        let input = "event: message_start\ndata: {\"a\":1}\n\n: ping comment\r\ndata: x\r\ndata:y\r\n\r\ndata: [DONE]\n\n";
+        let input =
+            "event: message_start\ndata: {\"a\":1}\n\n: ping comment\r\ndata: x\r\ndata:y\r\n\r\ndata: [DONE]\n\n";
         let expected = vec![
             data(Some("message_start"), "{\"a\":1}"),
             data(None, "x\ny"),
             data(None, "[DONE]"),
         ];
         for piece in [1, 2, 3, 7, 1000] {
-            assert_eq!(decode_in_pieces(input, piece), expected, "piece size {piece}");
+            assert_eq!(
+                decode_in_pieces(input, piece),
+                expected,
+                "piece size {piece}"
+            );
         }
     }
 

@@ -17,6 +17,6 @@ mod types;
 
 pub use router::Router;
 pub use types::{
-    AttemptError, Deployment, DeploymentSettings, RequestOptions, RouteFailure, RouteReport, Routed,
-    RouterError, RouterSettings, RoutingStrategy,
+    AttemptError, Deployment, DeploymentSettings, RequestOptions, RouteFailure, RouteReport,
+    Routed, RouterError, RouterSettings, RoutingStrategy,
 };

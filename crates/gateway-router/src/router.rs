@@ -1,7 +1,8 @@
 //! The router: groups of deployments and the call loop.
 
 use crate::types::{
-    AttemptError, Deployment, RequestOptions, RouteFailure, RouteReport, Routed, RouterError, RouterSettings,
+    AttemptError, Deployment, RequestOptions, RouteFailure, RouteReport, Routed, RouterError,
+    RouterSettings,
 };
 use gateway_providers::{ChunkStream, ProviderError};
 use gateway_types::{
@@ -84,7 +85,10 @@ impl Router {
     ) -> Result<Routed<ChunkStream>, RouteFailure> {
         self.run(&request.model, options, |deployment| async move {
             let request = with_system_prompt(request, deployment.settings.system_prompt.as_deref());
-            deployment.provider.chat_stream(&request, &options.call).await
+            deployment
+                .provider
+                .chat_stream(&request, &options.call)
+                .await
         })
         .await
     }
@@ -184,12 +188,17 @@ fn pick(deployments: &[Arc<Deployment>]) -> &Deployment {
 
 /// The request with the deployment's system prompt prepended, borrowed
 /// unchanged when there is none.
-pub(crate) fn with_system_prompt<'a>(request: &'a ChatRequest, system_prompt: Option<&str>) -> Cow<'a, ChatRequest> {
+pub(crate) fn with_system_prompt<'a>(
+    request: &'a ChatRequest,
+    system_prompt: Option<&str>,
+) -> Cow<'a, ChatRequest> {
     match system_prompt {
         None => Cow::Borrowed(request),
         Some(prompt) => {
             let mut owned = request.clone();
-            owned.messages.insert(0, Message::text(Role::System, prompt));
+            owned
+                .messages
+                .insert(0, Message::text(Role::System, prompt));
             Cow::Owned(owned)
         }
     }
@@ -206,7 +215,10 @@ mod tests {
             messages: vec![Message::text(Role::User, "hi")],
             ..ChatRequest::default()
         };
-        assert!(matches!(with_system_prompt(&request, None), Cow::Borrowed(_)));
+        assert!(matches!(
+            with_system_prompt(&request, None),
+            Cow::Borrowed(_)
+        ));
         let with = with_system_prompt(&request, Some("be brief"));
         assert_eq!(with.messages.len(), 2);
         assert_eq!(with.messages[0].role, Role::System);

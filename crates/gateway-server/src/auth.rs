@@ -59,14 +59,24 @@ pub(crate) fn authorize(headers: &HeaderMap, master_key: Option<&Secret>) -> Res
         Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "token_not_found_in_db",
-            format!("Authentication Error, Invalid proxy server token passed. Received API Key = {}", redact(key)),
+            format!(
+                "Authentication Error, Invalid proxy server token passed. Received API Key = {}",
+                redact(key)
+            ),
         ))
     }
 }
 
 /// `sk-...abcd`: enough to recognise a key, never enough to use it.
 pub(crate) fn redact(key: &str) -> String {
-    let tail: String = key.chars().rev().take(4).collect::<Vec<_>>().into_iter().rev().collect();
+    let tail: String = key
+        .chars()
+        .rev()
+        .take(4)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
     if key.chars().count() <= 8 {
         "***".to_owned()
     } else {
@@ -89,10 +99,22 @@ mod tests {
 
     #[test]
     fn keys_are_read_from_every_supported_header() {
-        assert_eq!(presented_key(&headers(&[("authorization", "Bearer sk-1")])), Ok(Some("sk-1")));
-        assert_eq!(presented_key(&headers(&[("authorization", "bearer  sk-1 ")])), Ok(Some("sk-1")));
-        assert_eq!(presented_key(&headers(&[("x-api-key", "sk-2")])), Ok(Some("sk-2")));
-        assert_eq!(presented_key(&headers(&[("api-key", "sk-3")])), Ok(Some("sk-3")));
+        assert_eq!(
+            presented_key(&headers(&[("authorization", "Bearer sk-1")])),
+            Ok(Some("sk-1"))
+        );
+        assert_eq!(
+            presented_key(&headers(&[("authorization", "bearer  sk-1 ")])),
+            Ok(Some("sk-1"))
+        );
+        assert_eq!(
+            presented_key(&headers(&[("x-api-key", "sk-2")])),
+            Ok(Some("sk-2"))
+        );
+        assert_eq!(
+            presented_key(&headers(&[("api-key", "sk-3")])),
+            Ok(Some("sk-3"))
+        );
         assert_eq!(presented_key(&headers(&[])), Ok(None));
         assert!(presented_key(&headers(&[("authorization", "Basic abc")])).is_err());
         assert!(presented_key(&headers(&[("authorization", "sk-no-scheme")])).is_err());
@@ -102,12 +124,23 @@ mod tests {
     fn master_key_is_required_only_when_configured() {
         let master = Secret::new("sk-master-key-123");
         assert!(authorize(&headers(&[]), None).is_ok());
-        assert_eq!(authorize(&headers(&[]), Some(&master)).map_err(|e| e.kind), Err("auth_error"));
         assert_eq!(
-            authorize(&headers(&[("authorization", "Bearer sk-wrong-key-999")]), Some(&master)).map_err(|e| e.kind),
+            authorize(&headers(&[]), Some(&master)).map_err(|e| e.kind),
+            Err("auth_error")
+        );
+        assert_eq!(
+            authorize(
+                &headers(&[("authorization", "Bearer sk-wrong-key-999")]),
+                Some(&master)
+            )
+            .map_err(|e| e.kind),
             Err("token_not_found_in_db")
         );
-        assert!(authorize(&headers(&[("x-api-key", "sk-master-key-123")]), Some(&master)).is_ok());
+        assert!(authorize(
+            &headers(&[("x-api-key", "sk-master-key-123")]),
+            Some(&master)
+        )
+        .is_ok());
     }
 
     #[test]

@@ -195,12 +195,21 @@ impl GatewayConfig {
         let name = path.map_or_else(|| "config".to_owned(), |p| p.display().to_string());
         let mut root = parse_yaml(text, &name)?;
         if root.is_null() {
-            return Err(invalid(name, "the config is empty; see examples/quickstart.yaml"));
+            return Err(invalid(
+                name,
+                "the config is empty; see examples/quickstart.yaml",
+            ));
         }
         let Some(mapping) = root.as_mapping_mut() else {
-            return Err(invalid(name, "the config must be a mapping of sections (model_list, router_settings, ...)"));
+            return Err(invalid(
+                name,
+                "the config must be a mapping of sections (model_list, router_settings, ...)",
+            ));
         };
-        let base_dir = path.and_then(Path::parent).map(Path::to_path_buf).unwrap_or_default();
+        let base_dir = path
+            .and_then(Path::parent)
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
         merge_includes(mapping, &base_dir)?;
 
         // environment_variables first, so os.environ/ elsewhere sees them.
@@ -208,17 +217,28 @@ impl GatewayConfig {
         if let Some(variables) = mapping.get_mut("environment_variables") {
             resolve_env(variables, "environment_variables", &env)?;
             let Some(variables) = variables.as_mapping() else {
-                return Err(invalid("environment_variables", "must be a mapping of NAME: value"));
+                return Err(invalid(
+                    "environment_variables",
+                    "must be a mapping of NAME: value",
+                ));
             };
             for (key, value) in variables {
                 let Some(key) = key.as_str() else {
-                    return Err(invalid("environment_variables", "variable names must be strings"));
+                    return Err(invalid(
+                        "environment_variables",
+                        "variable names must be strings",
+                    ));
                 };
                 let value = match value {
                     Yaml::String(text) => text.clone(),
                     Yaml::Number(number) => number.to_string(),
                     Yaml::Bool(flag) => flag.to_string(),
-                    _ => return Err(invalid(format!("environment_variables.{key}"), "must be a string, number or boolean")),
+                    _ => {
+                        return Err(invalid(
+                            format!("environment_variables.{key}"),
+                            "must be a string, number or boolean",
+                        ))
+                    }
                 };
                 overlay.insert(key.to_owned(), value);
             }
@@ -301,7 +321,10 @@ fn merge_includes(mapping: &mut Mapping, base_dir: &Path) -> Result<(), ConfigEr
         let text = read(&path)?;
         let included = parse_yaml(&text, &path.display().to_string())?;
         let Yaml::Mapping(included) = included else {
-            return Err(invalid(format!("include[{index}]"), "the included file must be a mapping"));
+            return Err(invalid(
+                format!("include[{index}]"),
+                "the included file must be a mapping",
+            ));
         };
         for (key, value) in included {
             if key.as_str() == Some("include") {
@@ -324,12 +347,21 @@ fn resolve_env(value: &mut Yaml, path: &str, env: &Env) -> Result<(), ConfigErro
     match value {
         Yaml::Mapping(mapping) => {
             for (key, child) in mapping.iter_mut() {
-                let key = key.as_str().map_or_else(|| format!("{key:?}"), str::to_owned);
-                let child_path = if path.is_empty() { key } else { format!("{path}.{key}") };
+                let key = key
+                    .as_str()
+                    .map_or_else(|| format!("{key:?}"), str::to_owned);
+                let child_path = if path.is_empty() {
+                    key
+                } else {
+                    format!("{path}.{key}")
+                };
                 if let Yaml::String(text) = child {
                     if let Some(name) = text.strip_prefix("os.environ/") {
                         let Some(resolved) = env.get(name) else {
-                            return Err(invalid(child_path, format!("environment variable {name} is not set")));
+                            return Err(invalid(
+                                child_path,
+                                format!("environment variable {name} is not set"),
+                            ));
                         };
                         *child = Yaml::String(resolved);
                         continue;
@@ -353,7 +385,11 @@ fn resolve_env(value: &mut Yaml, path: &str, env: &Env) -> Result<(), ConfigErro
 fn deserialize<T: serde::de::DeserializeOwned>(value: Yaml) -> Result<T, ConfigError> {
     serde_path_to_error::deserialize(value).map_err(|error| {
         let path = error.path().to_string();
-        let path = if path == "." { "config".to_owned() } else { path };
+        let path = if path == "." {
+            "config".to_owned()
+        } else {
+            path
+        };
         invalid(path, error.into_inner().to_string())
     })
 }
@@ -395,7 +431,9 @@ impl Seconds {
     fn to_duration(self, path: &str) -> Result<Duration, ConfigError> {
         match self {
             Seconds::Int(seconds) => Ok(Duration::from_secs(seconds)),
-            Seconds::Float(seconds) if seconds.is_finite() && seconds >= 0.0 => Ok(Duration::from_secs_f64(seconds)),
+            Seconds::Float(seconds) if seconds.is_finite() && seconds >= 0.0 => {
+                Ok(Duration::from_secs_f64(seconds))
+            }
             Seconds::Float(_) => Err(invalid(path, "must be a non-negative number of seconds")),
         }
     }
@@ -528,8 +566,14 @@ const PROVIDER_SETTINGS: &[&str] = &[
 
 /// `litellm_params` keys accepted and deliberately without effect here.
 const IGNORED_PARAMS: &[(&str, &str)] = &[
-    ("max_retries", "provider-SDK retries; the router's num_retries applies"),
-    ("use_in_pass_through", "pass-through endpoints are not supported"),
+    (
+        "max_retries",
+        "provider-SDK retries; the router's num_retries applies",
+    ),
+    (
+        "use_in_pass_through",
+        "pass-through endpoints are not supported",
+    ),
 ];
 
 fn deployment_config(
@@ -551,7 +595,14 @@ fn deployment_config(
     let builtin = gateway_providers::ProviderRegistry::builtin();
     let known = |prefix: &str| builtin.knows(prefix) || KNOWN_PREFIXES.contains(&prefix);
     let (prefix, upstream_model) = match &params.custom_llm_provider {
-        Some(provider) => (provider.clone(), params.model.strip_prefix(&format!("{provider}/")).unwrap_or(&params.model).to_owned()),
+        Some(provider) => (
+            provider.clone(),
+            params
+                .model
+                .strip_prefix(&format!("{provider}/"))
+                .unwrap_or(&params.model)
+                .to_owned(),
+        ),
         None => ProviderSpec::split_model(&params.model, params.api_base.is_some(), &known).ok_or_else(|| {
             invalid(
                 format!("{params_path}.model"),
@@ -563,7 +614,10 @@ fn deployment_config(
         })?,
     };
     if upstream_model.is_empty() {
-        return Err(invalid(format!("{params_path}.model"), "the model id after the provider prefix is empty"));
+        return Err(invalid(
+            format!("{params_path}.model"),
+            "the model id after the provider prefix is empty",
+        ));
     }
 
     let mut defaults = JsonObject::new();
@@ -591,7 +645,11 @@ fn deployment_config(
 
     let mut headers = Vec::new();
     for map in [params.headers, params.extra_headers].into_iter().flatten() {
-        headers.extend(map.0.into_iter().map(|(name, value)| (name, value.into_string())));
+        headers.extend(
+            map.0
+                .into_iter()
+                .map(|(name, value)| (name, value.into_string())),
+        );
     }
     let timeout = params
         .timeout
@@ -607,14 +665,20 @@ fn deployment_config(
         .transpose()?;
     if let Some(weight) = params.weight {
         if !(weight.is_finite() && weight >= 0.0) {
-            return Err(invalid(format!("{params_path}.weight"), "must be a non-negative number"));
+            return Err(invalid(
+                format!("{params_path}.weight"),
+                "must be a non-negative number",
+            ));
         }
     }
     let provider = ProviderSpec {
         prefix,
         upstream_model,
         api_base: params.api_base.filter(|base| !base.is_empty()),
-        api_key: params.api_key.filter(|key| !key.is_empty()).map(Secret::new),
+        api_key: params
+            .api_key
+            .filter(|key| !key.is_empty())
+            .map(Secret::new),
         api_version: params.api_version.map(ScalarText::into_string),
         headers,
         extra_body: params.extra_body.unwrap_or_default(),
@@ -624,7 +688,12 @@ fn deployment_config(
     };
     let id = match info.id {
         Some(id) => id.into_string(),
-        None => stable_id(&model_name, &params.model, provider.api_base.as_deref(), index),
+        None => stable_id(
+            &model_name,
+            &params.model,
+            provider.api_base.as_deref(),
+            index,
+        ),
     };
     Ok(DeploymentConfig {
         model_name,
@@ -671,7 +740,12 @@ const KNOWN_PREFIXES: &[&str] = &[
 /// across restarts (FNV-1a, 64 bits, hex).
 fn stable_id(model_name: &str, model: &str, api_base: Option<&str>, index: usize) -> String {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for part in [model_name, model, api_base.unwrap_or(""), &index.to_string()] {
+    for part in [
+        model_name,
+        model,
+        api_base.unwrap_or(""),
+        &index.to_string(),
+    ] {
         for byte in part.bytes().chain(std::iter::once(0)) {
             hash ^= u64::from(byte);
             hash = hash.wrapping_mul(0x0100_0000_01b3);
@@ -714,8 +788,14 @@ const LITELLM_ROUTER_KEYS: &[&str] = &[
     "allowed_fails",
 ];
 
-fn litellm_config(mut map: BTreeMap<String, serde_json::Value>, warnings: &mut Vec<ConfigWarning>) -> LitellmConfig {
-    let drop_params = matches!(map.remove("drop_params"), Some(serde_json::Value::Bool(true)));
+fn litellm_config(
+    mut map: BTreeMap<String, serde_json::Value>,
+    warnings: &mut Vec<ConfigWarning>,
+) -> LitellmConfig {
+    let drop_params = matches!(
+        map.remove("drop_params"),
+        Some(serde_json::Value::Bool(true))
+    );
     for key in map.keys() {
         if !LITELLM_ROUTER_KEYS.contains(&key.as_str()) {
             warnings.push(ConfigWarning {
@@ -724,7 +804,10 @@ fn litellm_config(mut map: BTreeMap<String, serde_json::Value>, warnings: &mut V
             });
         }
     }
-    LitellmConfig { drop_params, other: map }
+    LitellmConfig {
+        drop_params,
+        other: map,
+    }
 }
 
 /// `router_settings` keys the router implements (besides the typed ones).
@@ -763,7 +846,10 @@ fn router_config(
         if !ROUTING_STRATEGIES.contains(&strategy.as_str()) {
             return Err(invalid(
                 format!("{section}.routing_strategy"),
-                format!("unknown strategy `{strategy}`; use one of {}", ROUTING_STRATEGIES.join(", ")),
+                format!(
+                    "unknown strategy `{strategy}`; use one of {}",
+                    ROUTING_STRATEGIES.join(", ")
+                ),
             ));
         }
     }
@@ -815,10 +901,18 @@ fn general_config(
         .map(Secret::new);
     let max_request_bytes = match take::<f64>(&mut map, section, "max_request_size_mb")? {
         None => DEFAULT_MAX_REQUEST_MB * 1024 * 1024,
-        Some(megabytes) if megabytes.is_finite() && megabytes > 0.0 => (megabytes * 1024.0 * 1024.0) as usize,
-        Some(_) => return Err(invalid(format!("{section}.max_request_size_mb"), "must be a positive number")),
+        Some(megabytes) if megabytes.is_finite() && megabytes > 0.0 => {
+            (megabytes * 1024.0 * 1024.0) as usize
+        }
+        Some(_) => {
+            return Err(invalid(
+                format!("{section}.max_request_size_mb"),
+                "must be a positive number",
+            ))
+        }
     };
-    let header_read_timeout = take_seconds(&mut map, section, "header_read_timeout")?.unwrap_or(Duration::from_secs(30));
+    let header_read_timeout =
+        take_seconds(&mut map, section, "header_read_timeout")?.unwrap_or(Duration::from_secs(30));
     let database_url = take::<String>(&mut map, section, "database_url")?
         .or_else(|| env.get("DATABASE_URL"))
         .map(Secret::new);

@@ -57,7 +57,12 @@ impl ApiError {
 
     /// The OpenAI error body.
     pub fn body(&self) -> ErrorBody {
-        ErrorBody::new(self.status.as_u16(), self.kind, self.message.clone(), self.param.clone())
+        ErrorBody::new(
+            self.status.as_u16(),
+            self.kind,
+            self.message.clone(),
+            self.param.clone(),
+        )
     }
 
     /// The whole response.
@@ -66,7 +71,9 @@ impl ApiError {
         if let Some(retry_after) = self.retry_after {
             let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
             if let Ok(value) = HeaderValue::try_from(seconds.max(1).to_string()) {
-                response.headers_mut().insert(http::header::RETRY_AFTER, value);
+                response
+                    .headers_mut()
+                    .insert(http::header::RETRY_AFTER, value);
             }
         }
         response
@@ -101,21 +108,30 @@ impl ApiError {
     pub fn from_provider(error: &ProviderError) -> Self {
         let message = error.message.clone();
         match error.kind {
-            ErrorKind::Connect | ErrorKind::Upstream | ErrorKind::Overloaded | ErrorKind::InvalidResponse | ErrorKind::NotFound => {
-                Self::new(StatusCode::BAD_GATEWAY, "upstream_error", message)
-            }
+            ErrorKind::Connect
+            | ErrorKind::Upstream
+            | ErrorKind::Overloaded
+            | ErrorKind::InvalidResponse
+            | ErrorKind::NotFound => Self::new(StatusCode::BAD_GATEWAY, "upstream_error", message),
             ErrorKind::Timeout => Self::new(StatusCode::GATEWAY_TIMEOUT, "timeout", message),
             ErrorKind::RateLimited => {
-                Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limit_error", message).with_retry_after(error.retry_after)
+                Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limit_error", message)
+                    .with_retry_after(error.retry_after)
             }
             ErrorKind::Auth => Self::new(
                 StatusCode::BAD_GATEWAY,
                 "upstream_auth_error",
-                format!("the upstream rejected the gateway's credential for this deployment: {message}"),
+                format!(
+                    "the upstream rejected the gateway's credential for this deployment: {message}"
+                ),
             ),
             ErrorKind::BadRequest | ErrorKind::Unsupported => Self::invalid_request(message),
-            ErrorKind::ContextWindowExceeded => Self::new(StatusCode::BAD_REQUEST, "context_length_exceeded", message),
-            ErrorKind::ContentFiltered => Self::new(StatusCode::BAD_REQUEST, "content_policy_violation", message),
+            ErrorKind::ContextWindowExceeded => {
+                Self::new(StatusCode::BAD_REQUEST, "context_length_exceeded", message)
+            }
+            ErrorKind::ContentFiltered => {
+                Self::new(StatusCode::BAD_REQUEST, "content_policy_violation", message)
+            }
         }
     }
 }
@@ -133,12 +149,20 @@ mod tests {
             (ErrorKind::RateLimited, 429, "rate_limit_error"),
             (ErrorKind::Auth, 502, "upstream_auth_error"),
             (ErrorKind::BadRequest, 400, "invalid_request_error"),
-            (ErrorKind::ContextWindowExceeded, 400, "context_length_exceeded"),
+            (
+                ErrorKind::ContextWindowExceeded,
+                400,
+                "context_length_exceeded",
+            ),
             (ErrorKind::ContentFiltered, 400, "content_policy_violation"),
         ];
         for (kind, status, type_name) in cases {
             let error = ApiError::from_provider(&ProviderError::new(kind, "x"));
-            assert_eq!((error.status.as_u16(), error.kind), (status, type_name), "{kind:?}");
+            assert_eq!(
+                (error.status.as_u16(), error.kind),
+                (status, type_name),
+                "{kind:?}"
+            );
         }
     }
 
@@ -147,6 +171,12 @@ mod tests {
         let response = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limit_error", "x")
             .with_retry_after(Some(Duration::from_millis(1500)))
             .into_response();
-        assert_eq!(response.headers().get("retry-after").and_then(|v| v.to_str().ok()), Some("2"));
+        assert_eq!(
+            response
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok()),
+            Some("2")
+        );
     }
 }

@@ -36,7 +36,11 @@ impl Gateway {
 
     /// Builds a gateway with the given provider registry (to add providers
     /// from other crates) and HTTP client.
-    pub fn build(config: GatewayConfig, registry: &ProviderRegistry, http: HttpClient) -> Result<Self, ConfigError> {
+    pub fn build(
+        config: GatewayConfig,
+        registry: &ProviderRegistry,
+        http: HttpClient,
+    ) -> Result<Self, ConfigError> {
         let runtime = Runtime::build(config, registry, http)?;
         Ok(Self {
             runtime: RwLock::new(Arc::new(runtime)),
@@ -58,16 +62,22 @@ impl Gateway {
 }
 
 impl Runtime {
-    fn build(config: GatewayConfig, registry: &ProviderRegistry, http: HttpClient) -> Result<Self, ConfigError> {
+    fn build(
+        config: GatewayConfig,
+        registry: &ProviderRegistry,
+        http: HttpClient,
+    ) -> Result<Self, ConfigError> {
         let cx = BuildContext {
             http,
             env: config.env.clone(),
         };
         let mut deployments = Vec::with_capacity(config.deployments.len());
         for (index, deployment) in config.deployments.iter().enumerate() {
-            let provider = registry.build(&deployment.provider, &cx).map_err(|error| ConfigError::Invalid {
-                path: format!("model_list[{index}].litellm_params"),
-                reason: error.to_string(),
+            let provider = registry.build(&deployment.provider, &cx).map_err(|error| {
+                ConfigError::Invalid {
+                    path: format!("model_list[{index}].litellm_params"),
+                    reason: error.to_string(),
+                }
             })?;
             deployments.push(Deployment {
                 id: DeploymentId::new(deployment.id.as_str()),
@@ -116,7 +126,9 @@ impl Runtime {
                 .map(|name| ModelObject::alias(name.as_str()))
                 .collect(),
         );
-        let models_json = serde_json::to_vec(&models).map(Bytes::from).unwrap_or_default();
+        let models_json = serde_json::to_vec(&models)
+            .map(Bytes::from)
+            .unwrap_or_default();
         Ok(Self {
             config,
             router,

@@ -38,16 +38,25 @@ impl Gateway {
         };
         if let Ok(value) = HeaderValue::try_from(request_id.as_str()) {
             response.headers_mut().insert(REQUEST_ID, value.clone());
-            response.headers_mut().insert(HeaderName::from_static("x-litellm-call-id"), value);
+            response
+                .headers_mut()
+                .insert(HeaderName::from_static("x-litellm-call-id"), value);
         }
         if let Some(report) = &outcome.report {
             route_headers(response.headers_mut(), report);
         }
         if let Some(upstream) = outcome.upstream_time {
             let overhead = started.elapsed().saturating_sub(upstream);
-            insert(response.headers_mut(), "x-litellm-overhead-duration-ms", format!("{:.3}", overhead.as_secs_f64() * 1000.0));
+            insert(
+                response.headers_mut(),
+                "x-litellm-overhead-duration-ms",
+                format!("{:.3}", overhead.as_secs_f64() * 1000.0),
+            );
         }
-        if outcome.report.is_some() || response.status().is_client_error() || response.status().is_server_error() {
+        if outcome.report.is_some()
+            || response.status().is_client_error()
+            || response.status().is_server_error()
+        {
             let report = outcome.report.as_ref();
             tracing::info!(
                 request_id = %request_id,
@@ -72,16 +81,26 @@ struct Outcome {
     upstream_time: Option<Duration>,
 }
 
-async fn dispatch<B>(runtime: &Arc<Runtime>, request: Request<B>, request_id: &str, outcome: &mut Outcome) -> Result<Response<Body>, ApiError>
+async fn dispatch<B>(
+    runtime: &Arc<Runtime>,
+    request: Request<B>,
+    request_id: &str,
+    outcome: &mut Outcome,
+) -> Result<Response<Body>, ApiError>
 where
     B: hyper::body::Body<Data = Bytes> + Send,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
     let path = request.uri().path();
-    let path = path.strip_prefix("/v1").filter(|rest| rest.starts_with('/')).unwrap_or(path);
+    let path = path
+        .strip_prefix("/v1")
+        .filter(|rest| rest.starts_with('/'))
+        .unwrap_or(path);
     let master_key = runtime.config.general.master_key.as_ref();
     match (request.method(), path) {
-        (&Method::GET, "/health/liveliness" | "/health/liveness") => Ok(json_response(StatusCode::OK, &"I'm alive!")),
+        (&Method::GET, "/health/liveliness" | "/health/liveness") => {
+            Ok(json_response(StatusCode::OK, &"I'm alive!"))
+        }
         (&Method::GET, "/health/readiness") => Ok(readiness()),
         (&Method::GET, "/health") => {
             auth::authorize(request.headers(), master_key)?;
@@ -89,7 +108,10 @@ where
         }
         (&Method::GET, "/models") => {
             auth::authorize(request.headers(), master_key)?;
-            Ok(json_bytes_response(StatusCode::OK, runtime.models_json.clone()))
+            Ok(json_bytes_response(
+                StatusCode::OK,
+                runtime.models_json.clone(),
+            ))
         }
         (&Method::GET, model) if model.starts_with("/models/") => {
             auth::authorize(request.headers(), master_key)?;
@@ -97,7 +119,9 @@ where
             if runtime.router.has_model(id) {
                 Ok(json_response(StatusCode::OK, &ModelObject::alias(id)))
             } else {
-                Err(ApiError::from_router(&gateway_router::RouterError::UnknownModel(id.to_owned())))
+                Err(ApiError::from_router(
+                    &gateway_router::RouterError::UnknownModel(id.to_owned()),
+                ))
             }
         }
         (&Method::POST, "/chat/completions") => {
@@ -108,14 +132,31 @@ where
             auth::authorize(request.headers(), master_key)?;
             embeddings(runtime, request, request_id, outcome).await
         }
-        (_, "/health/liveliness" | "/health/liveness" | "/health/readiness" | "/health" | "/models" | "/chat/completions" | "/embeddings") => {
-            Err(ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "invalid_request_error", format!("{} is not allowed on {}", request.method(), request.uri().path())))
-        }
-        _ => Err(ApiError::new(StatusCode::NOT_FOUND, "not_found_error", format!("no route for {} {}", request.method(), request.uri().path()))),
+        (
+            _,
+            "/health/liveliness" | "/health/liveness" | "/health/readiness" | "/health" | "/models"
+            | "/chat/completions" | "/embeddings",
+        ) => Err(ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "invalid_request_error",
+            format!(
+                "{} is not allowed on {}",
+                request.method(),
+                request.uri().path()
+            ),
+        )),
+        _ => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found_error",
+            format!("no route for {} {}", request.method(), request.uri().path()),
+        )),
     }
 }
 
-async fn read_request<B>(runtime: &Runtime, request: Request<B>) -> Result<(HeaderMap, Bytes), ApiError>
+async fn read_request<B>(
+    runtime: &Runtime,
+    request: Request<B>,
+) -> Result<(HeaderMap, Bytes), ApiError>
 where
     B: hyper::body::Body<Data = Bytes> + Send,
     B::Error: std::error::Error + Send + Sync + 'static,
@@ -126,11 +167,21 @@ where
         .get(http::header::CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok())
         .and_then(|text| text.parse().ok());
-    let bytes = read_body(body, content_length, runtime.config.general.max_request_bytes).await?;
+    let bytes = read_body(
+        body,
+        content_length,
+        runtime.config.general.max_request_bytes,
+    )
+    .await?;
     Ok((parts.headers, bytes))
 }
 
-async fn chat<B>(runtime: &Arc<Runtime>, request: Request<B>, request_id: &str, outcome: &mut Outcome) -> Result<Response<Body>, ApiError>
+async fn chat<B>(
+    runtime: &Arc<Runtime>,
+    request: Request<B>,
+    request_id: &str,
+    outcome: &mut Outcome,
+) -> Result<Response<Body>, ApiError>
 where
     B: hyper::body::Body<Data = Bytes> + Send,
     B::Error: std::error::Error + Send + Sync + 'static,
@@ -141,7 +192,10 @@ where
         return Err(ApiError::invalid_request("`model` must not be empty").with_param("model"));
     }
     if chat.messages.is_empty() {
-        return Err(ApiError::invalid_request("`messages` must contain at least one message").with_param("messages"));
+        return Err(
+            ApiError::invalid_request("`messages` must contain at least one message")
+                .with_param("messages"),
+        );
     }
     let options = take_options(&mut chat.extra, &headers, request_id)?;
     let requested = chat.model.clone();
@@ -158,8 +212,14 @@ where
         outcome.report = Some(routed.report);
         let mut response = Response::new(sse_body(routed.value, shape));
         let headers = response.headers_mut();
-        headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
-        headers.insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("text/event-stream"),
+        );
+        headers.insert(
+            http::header::CACHE_CONTROL,
+            HeaderValue::from_static("no-cache"),
+        );
         Ok(response)
     } else {
         let result = runtime.router.chat(&chat, &options).await;
@@ -173,7 +233,12 @@ where
     }
 }
 
-async fn embeddings<B>(runtime: &Arc<Runtime>, request: Request<B>, request_id: &str, outcome: &mut Outcome) -> Result<Response<Body>, ApiError>
+async fn embeddings<B>(
+    runtime: &Arc<Runtime>,
+    request: Request<B>,
+    request_id: &str,
+    outcome: &mut Outcome,
+) -> Result<Response<Body>, ApiError>
 where
     B: hyper::body::Body<Data = Bytes> + Send,
     B::Error: std::error::Error + Send + Sync + 'static,
@@ -186,7 +251,10 @@ where
         _ => false,
     };
     if !valid_input {
-        return Err(ApiError::invalid_request("`input` must be a non-empty string or array").with_param("input"));
+        return Err(
+            ApiError::invalid_request("`input` must be a non-empty string or array")
+                .with_param("input"),
+        );
     }
     let options = take_options(&mut embeddings.extra, &headers, request_id)?;
     let requested = embeddings.model.clone();
@@ -201,7 +269,10 @@ where
     Ok(json_response(StatusCode::OK, &routed.value))
 }
 
-fn route_result<T>(result: Result<gateway_router::Routed<T>, RouteFailure>, outcome: &mut Outcome) -> Result<gateway_router::Routed<T>, ApiError> {
+fn route_result<T>(
+    result: Result<gateway_router::Routed<T>, RouteFailure>,
+    outcome: &mut Outcome,
+) -> Result<gateway_router::Routed<T>, ApiError> {
     result.map_err(|failure| {
         let error = ApiError::from_router(&failure.error);
         if failure.report.requested_group.is_some() {
@@ -220,11 +291,23 @@ fn route_headers(headers: &mut HeaderMap, report: &RouteReport) {
         insert(headers, "x-litellm-model-group", group.as_str());
     }
     if let Some(api_base) = &report.api_base {
-        insert(headers, "x-litellm-model-api-base", api_base.split('?').next().unwrap_or(""));
+        insert(
+            headers,
+            "x-litellm-model-api-base",
+            api_base.split('?').next().unwrap_or(""),
+        );
     }
     insert(headers, "x-gateway-attempts", report.attempts.to_string());
-    insert(headers, "x-litellm-attempted-retries", report.retries.to_string());
-    insert(headers, "x-litellm-attempted-fallbacks", report.fallbacks.to_string());
+    insert(
+        headers,
+        "x-litellm-attempted-retries",
+        report.retries.to_string(),
+    );
+    insert(
+        headers,
+        "x-litellm-attempted-fallbacks",
+        report.fallbacks.to_string(),
+    );
 }
 
 fn insert(headers: &mut HeaderMap, name: &'static str, value: impl AsRef<str>) {
@@ -282,7 +365,10 @@ async fn health(runtime: &Arc<Runtime>, request_id: &str) -> Response<Body> {
             .provider
             .clone();
         let call = call.clone();
-        let timeout = deployment.timeout.unwrap_or(Duration::from_secs(10)).min(Duration::from_secs(30));
+        let timeout = deployment
+            .timeout
+            .unwrap_or(Duration::from_secs(10))
+            .min(Duration::from_secs(30));
         let is_embedding = deployment.mode.as_deref() == Some("embedding");
         let model_name = deployment.model_name.clone();
         let id = deployment.id.clone();
@@ -297,7 +383,9 @@ async fn health(runtime: &Arc<Runtime>, request_id: &str) -> Response<Body> {
                     user: None,
                     extra: Default::default(),
                 };
-                tokio::time::timeout(timeout, provider.embeddings(&request, &call)).await.map(|r| r.map(|_| ()))
+                tokio::time::timeout(timeout, provider.embeddings(&request, &call))
+                    .await
+                    .map(|r| r.map(|_| ()))
             } else {
                 let request = ChatRequest {
                     model: model_name.clone(),
@@ -305,7 +393,9 @@ async fn health(runtime: &Arc<Runtime>, request_id: &str) -> Response<Body> {
                     max_tokens: Some(1),
                     ..ChatRequest::default()
                 };
-                tokio::time::timeout(timeout, provider.chat(&request, &call)).await.map(|r| r.map(|_| ()))
+                tokio::time::timeout(timeout, provider.chat(&request, &call))
+                    .await
+                    .map(|r| r.map(|_| ()))
             };
             let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
             let error = match result {
@@ -313,7 +403,10 @@ async fn health(runtime: &Arc<Runtime>, request_id: &str) -> Response<Body> {
                 Ok(Err(error)) => Some(error.to_string()),
                 Err(_) => Some(format!("no answer within {timeout:?}")),
             };
-            (json!({"model": model_name, "model_id": id, "api_base": provider.api_base(), "latency_ms": latency_ms}), error)
+            (
+                json!({"model": model_name, "model_id": id, "api_base": provider.api_base(), "latency_ms": latency_ms}),
+                error,
+            )
         })
     });
     let results = futures_util::future::join_all(probes).await;

@@ -30,15 +30,20 @@ pub fn json_response<T: serde::Serialize>(status: StatusCode, value: &T) -> Resp
 pub fn json_bytes_response(status: StatusCode, bytes: Bytes) -> Response<Body> {
     let mut response = Response::new(full(bytes));
     *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     response
 }
 
 /// Reads a request body of at most `limit` bytes: 413 past it, 400 when the
 /// client's body breaks off.
-pub async fn read_body<B>(body: B, content_length: Option<u64>, limit: usize) -> Result<Bytes, ApiError>
+pub async fn read_body<B>(
+    body: B,
+    content_length: Option<u64>,
+    limit: usize,
+) -> Result<Bytes, ApiError>
 where
     B: hyper::body::Body<Data = Bytes>,
     B::Error: std::error::Error + Send + Sync + 'static,
@@ -56,6 +61,8 @@ where
     match Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(error) if error.is::<LengthLimitError>() => Err(too_large()),
-        Err(error) => Err(ApiError::invalid_request(format!("could not read the request body: {error}"))),
+        Err(error) => Err(ApiError::invalid_request(format!(
+            "could not read the request body: {error}"
+        ))),
     }
 }

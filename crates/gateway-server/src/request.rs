@@ -16,7 +16,9 @@ pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result
         let path = error.path().to_string();
         let inner = error.into_inner();
         if inner.is_syntax() || inner.is_eof() {
-            return ApiError::invalid_request(format!("the request body is not valid JSON: {inner}"));
+            return ApiError::invalid_request(format!(
+                "the request body is not valid JSON: {inner}"
+            ));
         }
         let message = inner.to_string();
         let param = if path == "." {
@@ -34,9 +36,9 @@ pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result
             None => error,
         }
     })?;
-    deserializer
-        .end()
-        .map_err(|error| ApiError::invalid_request(format!("the request body is not valid JSON: {error}")))?;
+    deserializer.end().map_err(|error| {
+        ApiError::invalid_request(format!("the request body is not valid JSON: {error}"))
+    })?;
     Ok(value)
 }
 
@@ -61,7 +63,11 @@ const CONTROL_FIELDS: &[&str] = &[
 
 /// Takes the gateway's control fields out of a request's unknown fields (and
 /// the matching `x-litellm-*` headers) into routing options.
-pub(crate) fn take_options(extra: &mut JsonObject, headers: &HeaderMap, request_id: &str) -> Result<RequestOptions, ApiError> {
+pub(crate) fn take_options(
+    extra: &mut JsonObject,
+    headers: &HeaderMap,
+    request_id: &str,
+) -> Result<RequestOptions, ApiError> {
     let mut taken = JsonObject::new();
     for field in CONTROL_FIELDS {
         if let Some(value) = extra.remove(*field) {
@@ -74,7 +80,9 @@ pub(crate) fn take_options(extra: &mut JsonObject, headers: &HeaderMap, request_
     let mut tags: Vec<String> = Vec::new();
     if let Some(metadata) = taken.get("metadata") {
         if !metadata.is_object() && !metadata.is_null() {
-            return Err(ApiError::invalid_request("`metadata` must be an object").with_param("metadata"));
+            return Err(
+                ApiError::invalid_request("`metadata` must be an object").with_param("metadata")
+            );
         }
         if let Some(metadata_tags) = metadata.get("tags") {
             tags.extend(string_list(metadata_tags, "metadata.tags")?);
@@ -84,7 +92,13 @@ pub(crate) fn take_options(extra: &mut JsonObject, headers: &HeaderMap, request_
         tags.extend(string_list(body_tags, "tags")?);
     }
     if let Some(header) = header_text(headers, "x-litellm-tags") {
-        tags.extend(header.split(',').map(str::trim).filter(|tag| !tag.is_empty()).map(str::to_owned));
+        tags.extend(
+            header
+                .split(',')
+                .map(str::trim)
+                .filter(|tag| !tag.is_empty())
+                .map(str::to_owned),
+        );
     }
     options.tags = tags;
 
@@ -99,42 +113,74 @@ pub(crate) fn take_options(extra: &mut JsonObject, headers: &HeaderMap, request_
                         .get("model")
                         .and_then(Value::as_str)
                         .map(ModelName::new)
-                        .ok_or_else(|| ApiError::invalid_request("`fallbacks` entries must be model names").with_param("fallbacks")),
-                    _ => Err(ApiError::invalid_request("`fallbacks` entries must be model names").with_param("fallbacks")),
+                        .ok_or_else(|| {
+                            ApiError::invalid_request("`fallbacks` entries must be model names")
+                                .with_param("fallbacks")
+                        }),
+                    _ => Err(
+                        ApiError::invalid_request("`fallbacks` entries must be model names")
+                            .with_param("fallbacks"),
+                    ),
                 })
                 .collect::<Result<Vec<_>, _>>()?,
-            _ => return Err(ApiError::invalid_request("`fallbacks` must be a list of model names").with_param("fallbacks")),
+            _ => {
+                return Err(
+                    ApiError::invalid_request("`fallbacks` must be a list of model names")
+                        .with_param("fallbacks"),
+                )
+            }
         };
         options.fallbacks = Some(names);
     }
     options.disable_fallbacks = match taken.get("disable_fallbacks") {
         None | Some(Value::Null) => false,
         Some(Value::Bool(flag)) => *flag,
-        Some(_) => return Err(ApiError::invalid_request("`disable_fallbacks` must be a boolean").with_param("disable_fallbacks")),
+        Some(_) => {
+            return Err(
+                ApiError::invalid_request("`disable_fallbacks` must be a boolean")
+                    .with_param("disable_fallbacks"),
+            )
+        }
     };
     options.num_retries = match taken.get("num_retries") {
-        None | Some(Value::Null) => header_text(headers, "x-litellm-num-retries").and_then(|text| text.trim().parse().ok()),
+        None | Some(Value::Null) => {
+            header_text(headers, "x-litellm-num-retries").and_then(|text| text.trim().parse().ok())
+        }
         Some(value) => Some(
             value
                 .as_u64()
                 .and_then(|retries| u32::try_from(retries).ok())
-                .ok_or_else(|| ApiError::invalid_request("`num_retries` must be a whole number").with_param("num_retries"))?,
+                .ok_or_else(|| {
+                    ApiError::invalid_request("`num_retries` must be a whole number")
+                        .with_param("num_retries")
+                })?,
         ),
     };
     options.timeout = match taken.get("timeout") {
-        None | Some(Value::Null) => header_text(headers, "x-litellm-timeout").and_then(|text| seconds(&Value::String(text.to_owned()))),
-        Some(value) => Some(seconds(value).ok_or_else(|| ApiError::invalid_request("`timeout` must be a positive number of seconds").with_param("timeout"))?),
+        None | Some(Value::Null) => header_text(headers, "x-litellm-timeout")
+            .and_then(|text| seconds(&Value::String(text.to_owned()))),
+        Some(value) => Some(seconds(value).ok_or_else(|| {
+            ApiError::invalid_request("`timeout` must be a positive number of seconds")
+                .with_param("timeout")
+        })?),
     };
     options.call.mock_response = match taken.get("mock_response") {
         None | Some(Value::Null) => None,
         Some(Value::String(text)) => Some(text.clone()),
-        Some(_) => return Err(ApiError::invalid_request("`mock_response` must be a string").with_param("mock_response")),
+        Some(_) => {
+            return Err(
+                ApiError::invalid_request("`mock_response` must be a string")
+                    .with_param("mock_response"),
+            )
+        }
     };
     Ok(options)
 }
 
 fn string_list(value: &Value, param: &str) -> Result<Vec<String>, ApiError> {
-    let error = || ApiError::invalid_request(format!("`{param}` must be a list of strings")).with_param(param);
+    let error = || {
+        ApiError::invalid_request(format!("`{param}` must be a list of strings")).with_param(param)
+    };
     match value {
         Value::Null => Ok(Vec::new()),
         Value::Array(items) => items
@@ -178,9 +224,19 @@ mod tests {
     fn parse_errors_name_the_field() {
         assert_eq!(param_of(r#"{"messages": []}"#).as_deref(), Some("model"));
         assert_eq!(param_of(r#"{"model": "m"}"#).as_deref(), Some("messages"));
-        assert_eq!(param_of(r#"{"model": 5, "messages": []}"#).as_deref(), Some("model"));
-        assert_eq!(param_of(r#"{"model": "m", "messages": [{"role": "robot", "content": "x"}]}"#).as_deref(), Some("messages[0].role"));
-        assert_eq!(param_of(r#"{"model": "m", "messages": [], "temperature": "hot"}"#).as_deref(), Some("temperature"));
+        assert_eq!(
+            param_of(r#"{"model": 5, "messages": []}"#).as_deref(),
+            Some("model")
+        );
+        assert_eq!(
+            param_of(r#"{"model": "m", "messages": [{"role": "robot", "content": "x"}]}"#)
+                .as_deref(),
+            Some("messages[0].role")
+        );
+        assert_eq!(
+            param_of(r#"{"model": "m", "messages": [], "temperature": "hot"}"#).as_deref(),
+            Some("temperature")
+        );
         assert_eq!(param_of(r#"{"model": "m", "messages": [] "#), None);
         assert_eq!(param_of("[1]"), None);
         assert_eq!(param_of(r#"{"model": "m", "messages": []} trailing"#), None);
@@ -207,7 +263,10 @@ mod tests {
             Err(error) => panic!("{error:?}"),
         };
         assert_eq!(options.tags, vec!["a", "b", "c", "d"]);
-        assert_eq!(options.fallbacks, Some(vec![ModelName::new("backup"), ModelName::new("other")]));
+        assert_eq!(
+            options.fallbacks,
+            Some(vec![ModelName::new("backup"), ModelName::new("other")])
+        );
         assert_eq!(options.num_retries, Some(4));
         assert_eq!(options.timeout, Some(Duration::from_millis(2500)));
         assert_eq!(options.call.mock_response.as_deref(), Some("hi"));
@@ -217,10 +276,18 @@ mod tests {
 
     #[test]
     fn mistyped_control_fields_are_400s_naming_the_field() {
-        for (field, value) in [("fallbacks", json!("x")), ("num_retries", json!(-1)), ("timeout", json!("soon")), ("tags", json!([1])), ("disable_fallbacks", json!("yes"))] {
+        for (field, value) in [
+            ("fallbacks", json!("x")),
+            ("num_retries", json!(-1)),
+            ("timeout", json!("soon")),
+            ("tags", json!([1])),
+            ("disable_fallbacks", json!("yes")),
+        ] {
             let mut extra = JsonObject::new();
             extra.insert(field.to_owned(), value);
-            let param = take_options(&mut extra, &HeaderMap::new(), "r").err().and_then(|error| error.param);
+            let param = take_options(&mut extra, &HeaderMap::new(), "r")
+                .err()
+                .and_then(|error| error.param);
             assert_eq!(param.as_deref(), Some(field));
         }
     }

@@ -17,7 +17,11 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Serves the gateway on `listener` until `shutdown` resolves, then stops
 /// accepting, lets requests in flight finish (up to [`DRAIN_TIMEOUT`]), and
 /// returns.
-pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
+pub async fn serve(
+    listener: TcpListener,
+    gateway: Arc<Gateway>,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
     let header_read_timeout = gateway.runtime().config.general.header_read_timeout;
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -47,7 +51,9 @@ pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, shutdown: impl 
             let gateway = Arc::clone(&gateway);
             async move { Ok::<_, Infallible>(gateway.handle(request).await) }
         });
-        let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+        let connection = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .into_owned();
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             if let Err(error) = connection.await {
@@ -56,8 +62,14 @@ pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, shutdown: impl 
         });
     }
     drop(listener);
-    tracing::info!(in_flight = graceful.count(), "shutting down: draining connections");
-    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
+    tracing::info!(
+        in_flight = graceful.count(),
+        "shutting down: draining connections"
+    );
+    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!("connections still open after {DRAIN_TIMEOUT:?}; closing them");
     }
     Ok(())

@@ -31,36 +31,42 @@ pub(crate) fn sse_body(chunks: ChunkStream, shape: StreamShape) -> Body {
         Streaming(ChunkStream, StreamShape),
         Done,
     }
-    let frames = futures_util::stream::unfold(State::Streaming(chunks, shape), |state| async move {
-        let State::Streaming(mut chunks, shape) = state else {
-            return None;
-        };
-        loop {
-            match chunks.next().await {
-                None => return Some((Bytes::from_static(DONE), State::Done)),
-                Some(Err(error)) => {
-                    let body = ApiError::from_provider(&error).body();
-                    let json = serde_json::to_vec(&body).unwrap_or_default();
-                    return Some((sse::encode_data(&json), State::Done));
-                }
-                Some(Ok(mut chunk)) => {
-                    let usage_only = chunk.choices.is_empty() && chunk.usage.is_some();
-                    if !shape.include_usage {
-                        if usage_only {
-                            continue;
+    let frames =
+        futures_util::stream::unfold(State::Streaming(chunks, shape), |state| async move {
+            let State::Streaming(mut chunks, shape) = state else {
+                return None;
+            };
+            loop {
+                match chunks.next().await {
+                    None => return Some((Bytes::from_static(DONE), State::Done)),
+                    Some(Err(error)) => {
+                        let body = ApiError::from_provider(&error).body();
+                        let json = serde_json::to_vec(&body).unwrap_or_default();
+                        return Some((sse::encode_data(&json), State::Done));
+                    }
+                    Some(Ok(mut chunk)) => {
+                        let usage_only = chunk.choices.is_empty() && chunk.usage.is_some();
+                        if !shape.include_usage {
+                            if usage_only {
+                                continue;
+                            }
+                            chunk.usage = None;
                         }
-                        chunk.usage = None;
-                    }
-                    if let Some(model) = &shape.model {
-                        chunk.model.clone_from(model);
-                    }
-                    match serde_json::to_vec(&chunk) {
-                        Ok(json) => return Some((sse::encode_data(&json), State::Streaming(chunks, shape))),
-                        Err(_) => continue,
+                        if let Some(model) = &shape.model {
+                            chunk.model.clone_from(model);
+                        }
+                        match serde_json::to_vec(&chunk) {
+                            Ok(json) => {
+                                return Some((
+                                    sse::encode_data(&json),
+                                    State::Streaming(chunks, shape),
+                                ))
+                            }
+                            Err(_) => continue,
+                        }
                     }
                 }
             }
-        }
-    });
+        });
     StreamBody::new(frames.map(|bytes| Ok::<_, Infallible>(Frame::data(bytes)))).boxed_unsync()
 }

@@ -453,8 +453,8 @@ pub struct ChatChoice {
     /// `stop`, `length`, `tool_calls`, `content_filter`.
     #[serde(default)]
     pub finish_reason: Option<String>,
-    /// Log probabilities, when asked for.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Log probabilities; always written (null when not asked for), as OpenAI does.
+    #[serde(default)]
     pub logprobs: Option<Value>,
     /// Fields this type does not know, passed through.
     #[serde(flatten)]
@@ -649,8 +649,12 @@ mod tests {
         let Some(MessageContent::Parts(parts)) = &request.messages[0].content else {
             panic!("expected parts");
         };
-        assert!(matches!(&parts[1], ContentPart::ImageUrl { image_url } if image_url.detail.as_deref() == Some("low")));
-        assert!(matches!(&parts[2], ContentPart::Other(object) if object.contains_key("input_audio")));
+        assert!(
+            matches!(&parts[1], ContentPart::ImageUrl { image_url } if image_url.detail.as_deref() == Some("low"))
+        );
+        assert!(
+            matches!(&parts[2], ContentPart::Other(object) if object.contains_key("input_audio"))
+        );
         assert_eq!(round_trip(input.clone()), input);
     }
 
@@ -671,7 +675,8 @@ mod tests {
                 {"index": 0, "id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{\"a\""}}
             ]}}]
         });
-        let chunk: ChatChunk = serde_json::from_value(input.clone()).unwrap_or_else(|e| panic!("{e}"));
+        let chunk: ChatChunk =
+            serde_json::from_value(input.clone()).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(serde_json::to_value(&chunk).unwrap_or_default(), input);
     }
 

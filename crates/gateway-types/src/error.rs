@@ -62,7 +62,9 @@ mod tests {
         let json = serde_json::to_value(&body).ok();
         assert_eq!(
             json,
-            Some(serde_json::json!({"error": {"message": "no such model", "type": "model_not_found", "param": null, "code": "404"}}))
+            Some(
+                serde_json::json!({"error": {"message": "no such model", "type": "model_not_found", "param": null, "code": "404"}})
+            )
         );
     }
 

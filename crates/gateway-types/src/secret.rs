@@ -74,7 +74,10 @@ mod tests {
         let secret = Secret::new("sk-very-secret");
         assert_eq!(format!("{secret:?}"), "***");
         assert_eq!(format!("{secret}"), "***");
-        assert_eq!(serde_json::to_string(&secret).ok().as_deref(), Some("\"***\""));
+        assert_eq!(
+            serde_json::to_string(&secret).ok().as_deref(),
+            Some("\"***\"")
+        );
         assert_eq!(secret.expose(), "sk-very-secret");
     }
 }

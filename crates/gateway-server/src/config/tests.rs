@@ -1,11 +1,25 @@
 use super::*;
 
 fn env(pairs: &[(&str, &str)]) -> Env {
-    Env::isolated(pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect())
+    Env::isolated(
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+    )
 }
 
 fn parse(text: &str) -> Result<GatewayConfig, ConfigError> {
-    GatewayConfig::parse(text, None, env(&[("OPENAI_API_KEY", "sk-openai"), ("AZURE_API_KEY_EU", "az"), ("LITELLM_MASTER_KEY", "sk-master"), ("DATABASE_URL", "postgres://x")]))
+    GatewayConfig::parse(
+        text,
+        None,
+        env(&[
+            ("OPENAI_API_KEY", "sk-openai"),
+            ("AZURE_API_KEY_EU", "az"),
+            ("LITELLM_MASTER_KEY", "sk-master"),
+            ("DATABASE_URL", "postgres://x"),
+        ]),
+    )
 }
 
 fn error_of(text: &str) -> String {
@@ -39,7 +53,10 @@ environment_variables: {REDIS_HOST: "localhost", REDIS_PORT: "6379"}
     let azure = &config.deployments[0];
     assert_eq!(azure.provider.prefix, "azure");
     assert_eq!(azure.provider.upstream_model, "gpt-4o-eu");
-    assert_eq!(azure.provider.api_key.as_ref().map(Secret::expose), Some("az"));
+    assert_eq!(
+        azure.provider.api_key.as_ref().map(Secret::expose),
+        Some("az")
+    );
     assert_eq!(azure.provider.api_version.as_deref(), Some("2024-06-01"));
     assert_eq!(azure.rpm, Some(6));
     assert_eq!(config.deployments[1].id, "my-openai-gpt4o");
@@ -50,11 +67,22 @@ environment_variables: {REDIS_HOST: "localhost", REDIS_PORT: "6379"}
     assert_eq!(config.router.timeout, Some(Duration::from_secs(30)));
     assert!(config.router.other.contains_key("fallbacks"));
     assert!(config.litellm.drop_params);
-    assert_eq!(config.general.master_key.as_ref().map(Secret::expose), Some("sk-master"));
+    assert_eq!(
+        config.general.master_key.as_ref().map(Secret::expose),
+        Some("sk-master")
+    );
     assert_eq!(config.env.get("REDIS_HOST").as_deref(), Some("localhost"));
     let warned: Vec<&str> = config.warnings.iter().map(|w| w.path.as_str()).collect();
-    for key in ["litellm_settings.callbacks", "litellm_settings.cache", "litellm_settings.cache_params", "general_settings.alerting"] {
-        assert!(warned.contains(&key), "expected a warning for {key}, got {warned:?}");
+    for key in [
+        "litellm_settings.callbacks",
+        "litellm_settings.cache",
+        "litellm_settings.cache_params",
+        "general_settings.alerting",
+    ] {
+        assert!(
+            warned.contains(&key),
+            "expected a warning for {key}, got {warned:?}"
+        );
     }
     // A default id is stable across loads.
     let again = parse(text).map(|c| c.deployments[0].id.clone());
@@ -63,57 +91,106 @@ environment_variables: {REDIS_HOST: "localhost", REDIS_PORT: "6379"}
 
 #[test]
 fn missing_environment_variable_names_the_key_path() {
-    let message = error_of("model_list:\n  - model_name: a\n    litellm_params: {model: openai/x, api_key: os.environ/NOPE_NOT_SET}\n");
-    assert_eq!(message, "model_list[0].litellm_params.api_key: environment variable NOPE_NOT_SET is not set");
+    let message = error_of(
+        "model_list:\n  - model_name: a\n    litellm_params: {model: openai/x, api_key: os.environ/NOPE_NOT_SET}\n",
+    );
+    assert_eq!(
+        message,
+        "model_list[0].litellm_params.api_key: environment variable NOPE_NOT_SET is not set"
+    );
 }
 
 #[test]
 fn environment_variables_section_feeds_os_environ() {
     let text = "environment_variables: {MY_KEY: sk-from-section}\nmodel_list:\n  - model_name: a\n    litellm_params: {model: openai/x, api_key: os.environ/MY_KEY}\n";
-    let key = parse(text).ok().and_then(|c| c.deployments[0].provider.api_key.clone());
+    let key = parse(text)
+        .ok()
+        .and_then(|c| c.deployments[0].provider.api_key.clone());
     assert_eq!(key.as_ref().map(Secret::expose), Some("sk-from-section"));
 }
 
 #[test]
 fn invalid_values_are_errors_with_paths() {
     let cases = [
-        ("model_list:\n  - model_name: a\n    litellm_params: {model: openai/x, rpm: lots}\n", "model_list[0].litellm_params.rpm"),
+        (
+            "model_list:\n  - model_name: a\n    litellm_params: {model: openai/x, rpm: lots}\n",
+            "model_list[0].litellm_params.rpm",
+        ),
         ("model_list:\n  - model_name: a\n", "model_list[0]"),
-        ("model_list:\n  - model_name: a\n    litellm_params: {model: llama3}\n", "model_list[0].litellm_params.model"),
-        ("model_list:\n  - model_name: a\n    litellm_params: {model: openai/x}\n    bogus: 1\n", "model_list[0]"),
-        ("router_settings: {routing_strategy: fastest}\n", "router_settings.routing_strategy"),
-        ("router_settings: {timeout: -3}\n", "router_settings.timeout"),
-        ("general_settings: {max_request_size_mb: 0}\n", "general_settings.max_request_size_mb"),
+        (
+            "model_list:\n  - model_name: a\n    litellm_params: {model: llama3}\n",
+            "model_list[0].litellm_params.model",
+        ),
+        (
+            "model_list:\n  - model_name: a\n    litellm_params: {model: openai/x}\n    bogus: 1\n",
+            "model_list[0]",
+        ),
+        (
+            "router_settings: {routing_strategy: fastest}\n",
+            "router_settings.routing_strategy",
+        ),
+        (
+            "router_settings: {timeout: -3}\n",
+            "router_settings.timeout",
+        ),
+        (
+            "general_settings: {max_request_size_mb: 0}\n",
+            "general_settings.max_request_size_mb",
+        ),
         ("model_list: {a: 1}\n", "model_list"),
         ("[1, 2]\n", "config"),
         ("", "config"),
     ];
     for (text, path) in cases {
         let message = error_of(text);
-        assert!(message.starts_with(path), "expected an error at `{path}`, got `{message}` for:\n{text}");
+        assert!(
+            message.starts_with(path),
+            "expected an error at `{path}`, got `{message}` for:\n{text}"
+        );
     }
 }
 
 #[test]
 fn invalid_yaml_reports_the_position() {
     let message = error_of("model_list:\n  - model_name: [unclosed\n");
-    assert!(message.contains("invalid YAML") && message.contains("line"), "{message}");
+    assert!(
+        message.contains("invalid YAML") && message.contains("line"),
+        "{message}"
+    );
 }
 
 #[test]
 fn completion_params_become_defaults_and_unknown_params_warn() {
     let text = "model_list:\n  - model_name: a\n    litellm_params: {model: mock/m, max_tokens: 50, temperature: 0.2, mock_response: hi, aws_region_name: us-east-1, headers: {X-Team: blue, X-Num: 7}, extra_headers: {X-More: 1}, extra_body: {foo: {bar: 1}}}\n    model_info: {system_prompt: be brief, mode: chat}\n";
-    let Ok(config) = parse(text) else { panic!("parse failed") };
+    let Ok(config) = parse(text) else {
+        panic!("parse failed")
+    };
     let deployment = &config.deployments[0];
-    assert_eq!(deployment.provider.defaults.get("max_tokens"), Some(&serde_json::json!(50)));
-    assert_eq!(deployment.provider.settings.get("mock_response"), Some(&serde_json::json!("hi")));
+    assert_eq!(
+        deployment.provider.defaults.get("max_tokens"),
+        Some(&serde_json::json!(50))
+    );
+    assert_eq!(
+        deployment.provider.settings.get("mock_response"),
+        Some(&serde_json::json!("hi"))
+    );
     assert_eq!(
         deployment.provider.headers,
-        vec![("X-Num".to_owned(), "7".to_owned()), ("X-Team".to_owned(), "blue".to_owned()), ("X-More".to_owned(), "1".to_owned())]
+        vec![
+            ("X-Num".to_owned(), "7".to_owned()),
+            ("X-Team".to_owned(), "blue".to_owned()),
+            ("X-More".to_owned(), "1".to_owned())
+        ]
     );
-    assert_eq!(deployment.provider.extra_body.get("foo"), Some(&serde_json::json!({"bar": 1})));
+    assert_eq!(
+        deployment.provider.extra_body.get("foo"),
+        Some(&serde_json::json!({"bar": 1}))
+    );
     assert_eq!(deployment.system_prompt.as_deref(), Some("be brief"));
-    assert!(config.warnings.iter().any(|w| w.path == "model_list[0].litellm_params.aws_region_name"));
+    assert!(config
+        .warnings
+        .iter()
+        .any(|w| w.path == "model_list[0].litellm_params.aws_region_name"));
 }
 
 #[test]
@@ -121,7 +198,10 @@ fn includes_concatenate_lists_and_replace_other_values() {
     let dir = std::env::temp_dir().join(format!("gateway-config-test-{}", std::process::id()));
     let _ = std::fs::create_dir_all(&dir);
     let write = |name: &str, text: &str| std::fs::write(dir.join(name), text).is_ok();
-    assert!(write("extra.yaml", "model_list:\n  - model_name: b\n    litellm_params: {model: mock/b}\nrouter_settings: {num_retries: 5}\n"));
+    assert!(write(
+        "extra.yaml",
+        "model_list:\n  - model_name: b\n    litellm_params: {model: mock/b}\nrouter_settings: {num_retries: 5}\n"
+    ));
     assert!(write("main.yaml", "include: [extra.yaml]\nmodel_list:\n  - model_name: a\n    litellm_params: {model: mock/a}\nrouter_settings: {num_retries: 1}\n"));
     let config = GatewayConfig::parse(
         &std::fs::read_to_string(dir.join("main.yaml")).unwrap_or_default(),
@@ -129,7 +209,9 @@ fn includes_concatenate_lists_and_replace_other_values() {
         env(&[]),
     );
     let _ = std::fs::remove_dir_all(&dir);
-    let Ok(config) = config else { panic!("include failed") };
+    let Ok(config) = config else {
+        panic!("include failed")
+    };
     assert_eq!(config.model_names(), vec!["a", "b"]);
     assert_eq!(config.router.num_retries, Some(5));
 }
@@ -137,8 +219,13 @@ fn includes_concatenate_lists_and_replace_other_values() {
 #[test]
 fn embedded_default_is_the_mock_quickstart() {
     let config = GatewayConfig::embedded_default();
-    let Ok(config) = config else { panic!("embedded default must parse") };
-    assert!(config.deployments.iter().all(|d| d.provider.prefix == "mock"));
+    let Ok(config) = config else {
+        panic!("embedded default must parse")
+    };
+    assert!(config
+        .deployments
+        .iter()
+        .all(|d| d.provider.prefix == "mock"));
     assert!(config.general.master_key.is_none() || std::env::var("LITELLM_MASTER_KEY").is_ok());
 }
 
@@ -162,5 +249,8 @@ fn shipped_examples_parse_with_their_variables_set() {
         }
         seen += 1;
     }
-    assert!(seen >= 4, "expected the shipped example configs, found {seen}");
+    assert!(
+        seen >= 4,
+        "expected the shipped example configs, found {seen}"
+    );
 }
