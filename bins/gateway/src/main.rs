@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use gateway_server::{config::GatewayConfig, server, Gateway};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::Arc;
 
 /// An OpenAI-compatible gateway in front of many model providers. Reads
@@ -45,8 +46,19 @@ enum LogFormat {
     Json,
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     let cli = Cli::parse();
+    match run_cli(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            // One clear line for operators, never a backtrace.
+            let _ = writeln!(std::io::stderr(), "error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_cli(cli: Cli) -> anyhow::Result<()> {
     init_logging(cli.log_format, &cli.log_level);
     let config = match &cli.config {
         Some(path) => GatewayConfig::load(path)?,
