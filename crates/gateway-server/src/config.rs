@@ -10,6 +10,10 @@
 //! is not set`). Keys the gateway does not support are collected as
 //! [`ConfigWarning`]s, logged once at start, never silently ignored.
 
+mod router;
+
+pub use router::{RetryPolicyConfig, RoutingConfig};
+
 use gateway_providers::{Env, ProviderSpec};
 use gateway_types::{JsonObject, Secret};
 use serde::Deserialize;
@@ -92,6 +96,8 @@ pub struct RouterConfig {
     pub timeout: Option<Duration>,
     /// `stream_timeout`.
     pub stream_timeout: Option<Duration>,
+    /// Retries, fallbacks and cooldowns.
+    pub routing: RoutingConfig,
     /// Every other `router_settings` key, for the router to interpret.
     pub other: BTreeMap<String, serde_json::Value>,
 }
@@ -869,6 +875,7 @@ fn router_config(
             map.entry((*key).to_owned()).or_insert(value);
         }
     }
+    let routing = router::routing_config(&mut map)?;
     for key in map.keys() {
         if !ROUTER_KEYS.contains(&key.as_str()) {
             warnings.push(ConfigWarning {
@@ -882,6 +889,7 @@ fn router_config(
         num_retries,
         timeout,
         stream_timeout,
+        routing,
         other: map,
     })
 }

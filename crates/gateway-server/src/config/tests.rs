@@ -65,7 +65,15 @@ environment_variables: {REDIS_HOST: "localhost", REDIS_PORT: "6379"}
     assert_eq!(config.deployments[2].provider.prefix, "ollama_chat");
     assert_eq!(config.router.num_retries, Some(2));
     assert_eq!(config.router.timeout, Some(Duration::from_secs(30)));
-    assert!(config.router.other.contains_key("fallbacks"));
+    assert_eq!(
+        config.router.routing.fallbacks,
+        vec![("gpt-4o".to_owned(), vec!["local".to_owned()])]
+    );
+    assert_eq!(config.router.routing.allowed_fails, Some(3));
+    assert_eq!(
+        config.router.routing.cooldown_time,
+        Some(Duration::from_secs(30))
+    );
     assert!(config.litellm.drop_params);
     assert_eq!(
         config.general.master_key.as_ref().map(Secret::expose),
