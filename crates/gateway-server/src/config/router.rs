@@ -85,7 +85,8 @@ fn fallback_rules(
 ) -> Result<Vec<(String, Vec<String>)>, ConfigError> {
     let path = format!("router_settings.{key}");
     let shape = || {
-        format!("must be a list of {{group: [fallback groups]}} mappings, e.g. [{{\"gpt-4o\": [\"local\"]}}]")
+        "must be a list of {group: [fallback groups]} mappings, e.g. [{\"gpt-4o\": [\"local\"]}]"
+            .to_owned()
     };
     let entries: Vec<Value> = match map.remove(key) {
         None | Some(Value::Null) => return Ok(Vec::new()),
