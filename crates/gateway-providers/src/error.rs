@@ -157,9 +157,14 @@ fn is_context_window_message(lower: &str) -> bool {
 }
 
 fn is_content_filter_message(lower: &str) -> bool {
-    ["content_filter", "content management policy", "content_policy", "safety"]
-        .iter()
-        .any(|phrase| lower.contains(phrase))
+    [
+        "content_filter",
+        "content management policy",
+        "content_policy",
+        "safety",
+    ]
+    .iter()
+    .any(|phrase| lower.contains(phrase))
 }
 
 /// The `error.message` of an OpenAI-style (or Anthropic-style) error body, or
@@ -236,18 +241,33 @@ mod tests {
             r#"{"error":{"message":"This model's maximum context length is 8192 tokens"}}"#,
             ErrorKind::ContextWindowExceeded,
         );
-        check(400, r#"{"error":{"message":"prompt is too long: 300000 tokens"}}"#, ErrorKind::ContextWindowExceeded);
-        check(400, r#"{"error":{"code":"content_filter","message":"The response was filtered due to content management policy"}}"#, ErrorKind::ContentFiltered);
+        check(
+            400,
+            r#"{"error":{"message":"prompt is too long: 300000 tokens"}}"#,
+            ErrorKind::ContextWindowExceeded,
+        );
+        check(
+            400,
+            r#"{"error":{"code":"content_filter","message":"The response was filtered due to content management policy"}}"#,
+            ErrorKind::ContentFiltered,
+        );
         check(401, "nope", ErrorKind::Auth);
         check(404, "", ErrorKind::NotFound);
         check(429, "slow down", ErrorKind::RateLimited);
         check(500, "boom", ErrorKind::Upstream);
-        check(529, r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#, ErrorKind::Overloaded);
+        check(
+            529,
+            r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
+            ErrorKind::Overloaded,
+        );
     }
 
     #[test]
     fn upstream_message_is_extracted_or_body_text_kept() {
-        assert_eq!(upstream_message(br#"{"error":{"message":"m","type":"t"}}"#), "m");
+        assert_eq!(
+            upstream_message(br#"{"error":{"message":"m","type":"t"}}"#),
+            "m"
+        );
         assert_eq!(upstream_message(br#"{"error":"plain"}"#), "plain");
         assert_eq!(upstream_message(b"Bad Gateway"), "Bad Gateway");
         assert_eq!(upstream_message(b""), "(empty body)");

@@ -20,6 +20,7 @@
 
 #![deny(missing_docs)]
 
+pub mod anthropic;
 pub mod error;
 pub mod http;
 pub mod mock;
@@ -27,8 +28,13 @@ pub mod openai;
 pub mod provider;
 pub mod registry;
 pub mod sse;
+pub mod translate;
 
 pub use error::{ErrorKind, ProviderError};
 pub use http::{HttpClient, HttpClientOptions};
-pub use provider::{CallContext, ChunkStream, Provider, ProviderKind};
-pub use registry::{BuildContext, BuildError, Env, ProviderFactory, ProviderRegistry, ProviderSpec};
+pub use provider::{
+    CallContext, ChunkStream, NativeResponse, NativeStream, Provider, ProviderKind,
+};
+pub use registry::{
+    BuildContext, BuildError, Env, ProviderFactory, ProviderRegistry, ProviderSpec,
+};

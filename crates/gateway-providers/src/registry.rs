@@ -33,13 +33,21 @@ pub struct ProviderSpec {
     pub settings: JsonObject,
     /// The deployment's whole-call timeout, for providers that use it.
     pub timeout: Option<Duration>,
+    /// LiteLLM's `drop_params` (global `litellm_settings.drop_params` or the
+    /// deployment's own): a request parameter the upstream cannot take is
+    /// dropped instead of failing the call with a `BadRequest` naming it.
+    pub drop_params: bool,
 }
 
 impl ProviderSpec {
     /// Splits `provider/upstream-model`. A model without a known prefix is
     /// inferred (`gpt-*`, `o1*`, `o3*`, `o4*` are OpenAI; `claude-*` Anthropic);
     /// with an `api_base` it is taken as OpenAI-compatible.
-    pub fn split_model(model: &str, has_api_base: bool, known: &dyn Fn(&str) -> bool) -> Option<(String, String)> {
+    pub fn split_model(
+        model: &str,
+        has_api_base: bool,
+        known: &dyn Fn(&str) -> bool,
+    ) -> Option<(String, String)> {
         if let Some((prefix, rest)) = model.split_once('/') {
             if known(prefix) {
                 return Some((prefix.to_owned(), rest.to_owned()));
@@ -142,7 +150,11 @@ pub enum BuildError {
 /// [`ProviderRegistry`].
 pub trait ProviderFactory: Send + Sync + Debug + 'static {
     /// Builds one deployment's provider.
-    fn build(&self, spec: &ProviderSpec, cx: &BuildContext) -> Result<Arc<dyn Provider>, BuildError>;
+    fn build(
+        &self,
+        spec: &ProviderSpec,
+        cx: &BuildContext,
+    ) -> Result<Arc<dyn Provider>, BuildError>;
 }
 
 /// Factories by model prefix.
@@ -157,9 +169,11 @@ impl ProviderRegistry {
         Self::default()
     }
 
-    /// The providers this crate ships: the OpenAI-compatible family and the mock.
+    /// The providers this crate ships: the OpenAI-compatible family,
+    /// Anthropic, Ollama, Azure OpenAI, Gemini and the mock.
     pub fn builtin() -> Self {
         let mut registry = Self::new();
+        registry.register("anthropic", crate::anthropic::AnthropicFactory);
         for flavor in crate::openai::Flavor::ALL {
             registry.register(flavor.prefix(), crate::openai::OpenAiFactory::new(flavor));
         }
@@ -185,7 +199,11 @@ impl ProviderRegistry {
     }
 
     /// Builds the provider for a spec with the factory of its prefix.
-    pub fn build(&self, spec: &ProviderSpec, cx: &BuildContext) -> Result<Arc<dyn Provider>, BuildError> {
+    pub fn build(
+        &self,
+        spec: &ProviderSpec,
+        cx: &BuildContext,
+    ) -> Result<Arc<dyn Provider>, BuildError> {
         match self.factories.get(&spec.prefix) {
             Some(factory) => factory.build(spec, cx),
             None => Err(BuildError::UnknownProvider(
@@ -209,10 +227,19 @@ mod tests {
     fn model_prefixes_are_split_or_inferred() {
         let pair = |a: &str, b: &str| Some((a.to_owned(), b.to_owned()));
         assert_eq!(split("openai/gpt-4o", false), pair("openai", "gpt-4o"));
-        assert_eq!(split("ollama_chat/llama3:8b", false), pair("ollama_chat", "llama3:8b"));
+        assert_eq!(
+            split("ollama_chat/llama3:8b", false),
+            pair("ollama_chat", "llama3:8b")
+        );
         assert_eq!(split("gpt-4o-mini", false), pair("openai", "gpt-4o-mini"));
-        assert_eq!(split("claude-3-5-sonnet", false), pair("anthropic", "claude-3-5-sonnet"));
-        assert_eq!(split("meta-llama/Llama-3-8B", true), pair("openai", "meta-llama/Llama-3-8B"));
+        assert_eq!(
+            split("claude-3-5-sonnet", false),
+            pair("anthropic", "claude-3-5-sonnet")
+        );
+        assert_eq!(
+            split("meta-llama/Llama-3-8B", true),
+            pair("openai", "meta-llama/Llama-3-8B")
+        );
         assert_eq!(split("meta-llama/Llama-3-8B", false), None);
     }
 

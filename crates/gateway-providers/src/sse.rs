@@ -214,7 +214,11 @@ mod tests {
             data(None, "[DONE]"),
         ];
         for piece in [1, 2, 3, 7, 1000] {
-            assert_eq!(decode_in_pieces(input, piece), expected, "piece size {piece}");
+            assert_eq!(
+                decode_in_pieces(input, piece),
+                expected,
+                "piece size {piece}"
+            );
         }
     }
 

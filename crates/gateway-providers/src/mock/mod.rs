@@ -11,8 +11,9 @@ use crate::provider::{CallContext, ChunkStream, Provider, ProviderKind};
 use crate::registry::{BuildContext, BuildError, ProviderFactory, ProviderSpec};
 use async_trait::async_trait;
 use gateway_types::{
-    ChatChoice, ChatChunk, ChatRequest, ChatResponse, ChunkChoice, Delta, Embedding, EmbeddingsRequest,
-    EmbeddingsResponse, EmbeddingsUsage, JsonObject, ResponseMessage, Role, Usage,
+    ChatChoice, ChatChunk, ChatRequest, ChatResponse, ChunkChoice, Delta, Embedding,
+    EmbeddingsRequest, EmbeddingsResponse, EmbeddingsUsage, JsonObject, ResponseMessage, Role,
+    Usage,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,20 +23,27 @@ use std::time::Duration;
 pub struct MockFactory;
 
 impl ProviderFactory for MockFactory {
-    fn build(&self, spec: &ProviderSpec, _cx: &BuildContext) -> Result<Arc<dyn Provider>, BuildError> {
+    fn build(
+        &self,
+        spec: &ProviderSpec,
+        _cx: &BuildContext,
+    ) -> Result<Arc<dyn Provider>, BuildError> {
         let millis = |key: &str| -> Result<Duration, BuildError> {
             match spec.settings.get(key) {
                 None => Ok(Duration::ZERO),
-                Some(value) => value
-                    .as_u64()
-                    .map(Duration::from_millis)
-                    .ok_or_else(|| BuildError::Invalid(format!("`{key}` must be a whole number of milliseconds"))),
+                Some(value) => value.as_u64().map(Duration::from_millis).ok_or_else(|| {
+                    BuildError::Invalid(format!("`{key}` must be a whole number of milliseconds"))
+                }),
             }
         };
         let response = match spec.settings.get("mock_response") {
             None => None,
             Some(serde_json::Value::String(text)) => Some(text.clone()),
-            Some(_) => return Err(BuildError::Invalid("`mock_response` must be a string".to_owned())),
+            Some(_) => {
+                return Err(BuildError::Invalid(
+                    "`mock_response` must be a string".to_owned(),
+                ))
+            }
         };
         Ok(Arc::new(MockProvider {
             model: spec.upstream_model.clone(),
@@ -145,7 +153,11 @@ impl Provider for MockProvider {
         ProviderKind("mock")
     }
 
-    async fn chat(&self, request: &ChatRequest, cx: &CallContext) -> Result<ChatResponse, ProviderError> {
+    async fn chat(
+        &self,
+        request: &ChatRequest,
+        cx: &CallContext,
+    ) -> Result<ChatResponse, ProviderError> {
         if !self.latency.is_zero() {
             tokio::time::sleep(self.latency).await;
         }
@@ -168,7 +180,11 @@ impl Provider for MockProvider {
         })
     }
 
-    async fn chat_stream(&self, request: &ChatRequest, cx: &CallContext) -> Result<ChunkStream, ProviderError> {
+    async fn chat_stream(
+        &self,
+        request: &ChatRequest,
+        cx: &CallContext,
+    ) -> Result<ChunkStream, ProviderError> {
         if !self.latency.is_zero() {
             tokio::time::sleep(self.latency).await;
         }
@@ -258,7 +274,12 @@ fn pseudo_vector(text: &str, dimensions: usize) -> Vec<f64> {
             (hash % 2_000) as f64 / 1_000.0 - 1.0
         })
         .collect();
-    let norm = raw.iter().map(|value| value * value).sum::<f64>().sqrt().max(f64::EPSILON);
+    let norm = raw
+        .iter()
+        .map(|value| value * value)
+        .sum::<f64>()
+        .sqrt()
+        .max(f64::EPSILON);
     raw.into_iter().map(|value| value / norm).collect()
 }
 
@@ -278,7 +299,13 @@ mod tests {
 
     #[test]
     fn pieces_concatenate_to_the_text() {
-        for text in ["", "one", "a b c d e f g", "  spaced   out  text ", "héllo wörld ünïcode x y"] {
+        for text in [
+            "",
+            "one",
+            "a b c d e f g",
+            "  spaced   out  text ",
+            "héllo wörld ünïcode x y",
+        ] {
             assert_eq!(split_into_pieces(text).concat(), text);
         }
         assert_eq!(split_into_pieces("a b c d e f g").len(), 3);
@@ -288,14 +315,19 @@ mod tests {
     async fn stream_reassembles_to_the_non_stream_reply_and_ends_with_usage() {
         let mock = MockProvider::new("m");
         let cx = CallContext::default();
-        let full = mock.chat(&request("tell me a story"), &cx).await.map(|r| r.choices[0].message.content.clone());
+        let full = mock
+            .chat(&request("tell me a story"), &cx)
+            .await
+            .map(|r| r.choices[0].message.content.clone());
         let Ok(mut stream) = mock.chat_stream(&request("tell me a story"), &cx).await else {
             panic!("stream failed");
         };
         let mut text = String::new();
         let mut chunks = Vec::new();
         while let Some(chunk) = stream.next().await {
-            let Ok(chunk) = chunk else { panic!("chunk failed") };
+            let Ok(chunk) = chunk else {
+                panic!("chunk failed")
+            };
             for choice in &chunk.choices {
                 text.push_str(choice.delta.content.as_deref().unwrap_or(""));
             }
@@ -315,7 +347,10 @@ mod tests {
             mock_response: Some("canned".to_owned()),
             ..CallContext::default()
         };
-        let reply = mock.chat(&request("x"), &cx).await.map(|r| r.choices[0].message.content.clone());
+        let reply = mock
+            .chat(&request("x"), &cx)
+            .await
+            .map(|r| r.choices[0].message.content.clone());
         assert_eq!(reply, Ok(Some("canned".to_owned())));
     }
 

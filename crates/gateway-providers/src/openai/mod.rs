@@ -14,7 +14,9 @@ use crate::registry::{BuildContext, BuildError, ProviderFactory, ProviderSpec};
 use crate::sse;
 use async_trait::async_trait;
 use futures_util::StreamExt;
-use gateway_types::{ChatChunk, ChatRequest, ChatResponse, EmbeddingsRequest, EmbeddingsResponse, JsonObject};
+use gateway_types::{
+    ChatChunk, ChatRequest, ChatResponse, EmbeddingsRequest, EmbeddingsResponse, JsonObject,
+};
 use http::{HeaderName, HeaderValue};
 use serde_json::Value;
 use std::sync::Arc;
@@ -93,7 +95,11 @@ impl OpenAiFactory {
 }
 
 impl ProviderFactory for OpenAiFactory {
-    fn build(&self, spec: &ProviderSpec, cx: &BuildContext) -> Result<Arc<dyn Provider>, BuildError> {
+    fn build(
+        &self,
+        spec: &ProviderSpec,
+        cx: &BuildContext,
+    ) -> Result<Arc<dyn Provider>, BuildError> {
         Ok(Arc::new(OpenAiProvider::new(self.flavor, spec, cx)?))
     }
 }
@@ -139,8 +145,11 @@ impl OpenAiProvider {
             .or_else(|| flavor.key_env().and_then(|name| cx.env.get(name)));
         let mut headers = Vec::new();
         if let Some(key) = api_key {
-            let mut value = HeaderValue::try_from(format!("Bearer {key}"))
-                .map_err(|_| BuildError::Invalid("api_key contains characters not allowed in a header".to_owned()))?;
+            let mut value = HeaderValue::try_from(format!("Bearer {key}")).map_err(|_| {
+                BuildError::Invalid(
+                    "api_key contains characters not allowed in a header".to_owned(),
+                )
+            })?;
             value.set_sensitive(true);
             headers.push((http::header::AUTHORIZATION, value));
         }
@@ -157,10 +166,17 @@ impl OpenAiProvider {
         })
     }
 
-    fn body<T: serde::Serialize>(&self, request: &T, stream: Option<bool>) -> Result<Vec<u8>, ProviderError> {
+    fn body<T: serde::Serialize>(
+        &self,
+        request: &T,
+        stream: Option<bool>,
+    ) -> Result<Vec<u8>, ProviderError> {
         let mut value = serde_json::to_value(request).map_err(invalid_request)?;
         let Some(object) = value.as_object_mut() else {
-            return Err(ProviderError::new(ErrorKind::BadRequest, "request is not a JSON object"));
+            return Err(ProviderError::new(
+                ErrorKind::BadRequest,
+                "request is not a JSON object",
+            ));
         };
         object.insert("model".to_owned(), self.upstream_model.clone());
         for (key, default) in &self.defaults {
@@ -190,26 +206,37 @@ impl OpenAiProvider {
 }
 
 /// Validates configured headers once, at build time.
-pub fn parse_headers(headers: &[(String, String)]) -> Result<Vec<(HeaderName, HeaderValue)>, BuildError> {
+pub fn parse_headers(
+    headers: &[(String, String)],
+) -> Result<Vec<(HeaderName, HeaderValue)>, BuildError> {
     headers
         .iter()
         .map(|(name, value)| {
             let header_name = HeaderName::try_from(name.as_str())
                 .map_err(|_| BuildError::Invalid(format!("`{name}` is not a valid header name")))?;
-            let header_value = HeaderValue::try_from(value.as_str())
-                .map_err(|_| BuildError::Invalid(format!("the value of header `{name}` is not valid in a header")))?;
+            let header_value = HeaderValue::try_from(value.as_str()).map_err(|_| {
+                BuildError::Invalid(format!(
+                    "the value of header `{name}` is not valid in a header"
+                ))
+            })?;
             Ok((header_name, header_value))
         })
         .collect()
 }
 
 fn invalid_request(error: serde_json::Error) -> ProviderError {
-    ProviderError::new(ErrorKind::BadRequest, format!("cannot encode the upstream request: {error}"))
+    ProviderError::new(
+        ErrorKind::BadRequest,
+        format!("cannot encode the upstream request: {error}"),
+    )
 }
 
 /// Parses a 2xx JSON body, turning an `{"error": ...}` body (some servers
 /// answer errors with 200) into an error.
-pub fn parse_success<T: serde::de::DeserializeOwned>(provider: &str, body: &[u8]) -> Result<T, ProviderError> {
+pub fn parse_success<T: serde::de::DeserializeOwned>(
+    provider: &str,
+    body: &[u8],
+) -> Result<T, ProviderError> {
     serde_json::from_slice(body).map_err(|error| {
         if let Ok(Value::Object(object)) = serde_json::from_slice::<Value>(body) {
             if object.contains_key("error") {
@@ -233,28 +260,31 @@ pub fn chunks_from_events(
     events: impl futures_core::Stream<Item = Result<sse::SseEvent, ProviderError>> + Send + 'static,
 ) -> ChunkStream {
     let events = Box::pin(events);
-    Box::pin(futures_util::stream::unfold(Some(events), move |state| async move {
-        let mut events = state?;
-        loop {
-            match events.next().await {
-                None => return None,
-                Some(Err(error)) => return Some((Err(error), None)),
-                Some(Ok(event)) => {
-                    let data = event.data.trim();
-                    if data == "[DONE]" {
-                        return None;
+    Box::pin(futures_util::stream::unfold(
+        Some(events),
+        move |state| async move {
+            let mut events = state?;
+            loop {
+                match events.next().await {
+                    None => return None,
+                    Some(Err(error)) => return Some((Err(error), None)),
+                    Some(Ok(event)) => {
+                        let data = event.data.trim();
+                        if data == "[DONE]" {
+                            return None;
+                        }
+                        if data.is_empty() {
+                            continue;
+                        }
+                        return match serde_json::from_str::<ChatChunk>(data) {
+                            Ok(chunk) => Some((Ok(chunk), Some(events))),
+                            Err(error) => Some((Err(stream_error(provider, data, error)), None)),
+                        };
                     }
-                    if data.is_empty() {
-                        continue;
-                    }
-                    return match serde_json::from_str::<ChatChunk>(data) {
-                        Ok(chunk) => Some((Ok(chunk), Some(events))),
-                        Err(error) => Some((Err(stream_error(provider, data, error)), None)),
-                    };
                 }
             }
-        }
-    }))
+        },
+    ))
 }
 
 fn stream_error(provider: &str, data: &str, error: serde_json::Error) -> ProviderError {
@@ -264,7 +294,10 @@ fn stream_error(provider: &str, data: &str, error: serde_json::Error) -> Provide
     if is_error_event {
         ProviderError::new(
             ErrorKind::Upstream,
-            format!("{provider} sent an error mid-stream: {}", upstream_message(data.as_bytes())),
+            format!(
+                "{provider} sent an error mid-stream: {}",
+                upstream_message(data.as_bytes())
+            ),
         )
     } else {
         ProviderError::new(
@@ -284,7 +317,11 @@ impl Provider for OpenAiProvider {
         Some(&self.api_base)
     }
 
-    async fn chat(&self, request: &ChatRequest, _cx: &CallContext) -> Result<ChatResponse, ProviderError> {
+    async fn chat(
+        &self,
+        request: &ChatRequest,
+        _cx: &CallContext,
+    ) -> Result<ChatResponse, ProviderError> {
         let body = self.body(request, Some(false))?;
         let response = self
             .http
@@ -301,13 +338,26 @@ impl Provider for OpenAiProvider {
         parse_success("openai-compatible upstream", &response.body)
     }
 
-    async fn chat_stream(&self, request: &ChatRequest, _cx: &CallContext) -> Result<ChunkStream, ProviderError> {
+    async fn chat_stream(
+        &self,
+        request: &ChatRequest,
+        _cx: &CallContext,
+    ) -> Result<ChunkStream, ProviderError> {
         let body = self.body(request, Some(true))?;
-        let response = self.http.send(json_post(&self.chat_url, &self.headers, body)?).await?;
+        let response = self
+            .http
+            .send(json_post(&self.chat_url, &self.headers, body)?)
+            .await?;
         if !response.status().is_success() {
-            return Err(self.http.error_from_response("openai-compatible upstream", response).await);
+            return Err(self
+                .http
+                .error_from_response("openai-compatible upstream", response)
+                .await);
         }
-        Ok(chunks_from_events("openai-compatible upstream", sse::events(response.into_body())))
+        Ok(chunks_from_events(
+            "openai-compatible upstream",
+            sse::events(response.into_body()),
+        ))
     }
 
     async fn embeddings(
