@@ -24,6 +24,8 @@ pub mod anthropic;
 pub mod error;
 pub mod http;
 pub mod mock;
+pub mod ndjson;
+pub mod ollama;
 pub mod openai;
 pub mod provider;
 pub mod registry;

@@ -40,6 +40,22 @@ pub struct ParamPolicy {
 }
 
 impl ParamPolicy {
+    /// For a parameter the caller found set and cannot translate: `Ok` when
+    /// it should be dropped, else the error naming it.
+    pub fn unsupported(&self, name: &str) -> Result<(), ProviderError> {
+        if self.drop_params {
+            Ok(())
+        } else {
+            Err(ProviderError::new(
+                ErrorKind::BadRequest,
+                format!(
+                    "{} does not support parameter `{name}`; set drop_params: true to drop it",
+                    self.provider
+                ),
+            ))
+        }
+    }
+
     /// Removes from `request` every parameter in `unsupported` that is set
     /// (typed fields and `extra`), or fails with a [`ErrorKind::BadRequest`]
     /// naming the first one when `drop_params` is off. `n` counts as set only
@@ -66,15 +82,7 @@ impl ParamPolicy {
             if !present {
                 continue;
             }
-            if !self.drop_params {
-                return Err(ProviderError::new(
-                    ErrorKind::BadRequest,
-                    format!(
-                        "{} does not support parameter `{name}`; set drop_params: true to drop it",
-                        self.provider
-                    ),
-                ));
-            }
+            self.unsupported(name)?;
             match name {
                 "presence_penalty" => request.presence_penalty = None,
                 "frequency_penalty" => request.frequency_penalty = None,
@@ -255,6 +263,33 @@ where
             }
         },
     ))
+}
+
+/// Ids for tool calls of upstreams that send none (Ollama, Gemini):
+/// `call_<n>`, with `n` counting up from a random start so that ids of one
+/// conversation do not collide across turns.
+#[derive(Debug, Clone)]
+pub struct CallIds {
+    next: u64,
+}
+
+impl CallIds {
+    /// Ids counting from `start` (tests use a fixed start).
+    pub fn starting_at(start: u64) -> Self {
+        Self { next: start }
+    }
+
+    /// Ids counting from a random start.
+    pub fn random() -> Self {
+        Self::starting_at(fastrand::u64(..u64::MAX / 2))
+    }
+
+    /// The next id.
+    pub fn next_id(&mut self) -> String {
+        let id = format!("call_{}", self.next);
+        self.next += 1;
+        id
+    }
 }
 
 /// Unix seconds now.
