@@ -260,13 +260,16 @@ pub fn chunks_from_events(
     events: impl futures_core::Stream<Item = Result<sse::SseEvent, ProviderError>> + Send + 'static,
 ) -> ChunkStream {
     let events = Box::pin(events);
+    // The flag records a finish_reason: a stream cut before `[DONE]` and
+    // before any finish_reason is an error, not a complete answer.
     Box::pin(futures_util::stream::unfold(
-        Some(events),
+        Some((events, false)),
         move |state| async move {
-            let mut events = state?;
+            let (mut events, mut finished) = state?;
             loop {
                 match events.next().await {
-                    None => return None,
+                    None if finished => return None,
+                    None => return Some((Err(crate::translate::truncated_stream(provider)), None)),
                     Some(Err(error)) => return Some((Err(error), None)),
                     Some(Ok(event)) => {
                         let data = event.data.trim();
@@ -277,7 +280,14 @@ pub fn chunks_from_events(
                             continue;
                         }
                         return match serde_json::from_str::<ChatChunk>(data) {
-                            Ok(chunk) => Some((Ok(chunk), Some(events))),
+                            Ok(chunk) => {
+                                finished |= chunk
+                                    .choices
+                                    .iter()
+                                    .any(|choice| choice.finish_reason.is_some())
+                                    || chunk.usage.is_some();
+                                Some((Ok(chunk), Some((events, finished))))
+                            }
                             Err(error) => Some((Err(stream_error(provider, data, error)), None)),
                         };
                     }
