@@ -21,6 +21,7 @@
 #![deny(missing_docs)]
 
 pub mod anthropic;
+pub mod azure;
 pub mod error;
 pub mod http;
 pub mod mock;

@@ -174,6 +174,7 @@ impl ProviderRegistry {
     pub fn builtin() -> Self {
         let mut registry = Self::new();
         registry.register("anthropic", crate::anthropic::AnthropicFactory);
+        registry.register("azure", crate::azure::AzureFactory);
         registry.register("ollama", crate::ollama::OllamaFactory);
         registry.register("ollama_chat", crate::ollama::OllamaFactory);
         for flavor in crate::openai::Flavor::ALL {
