@@ -23,6 +23,7 @@
 pub mod anthropic;
 pub mod azure;
 pub mod error;
+pub mod gemini;
 pub mod http;
 pub mod mock;
 pub mod ndjson;

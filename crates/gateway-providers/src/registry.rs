@@ -175,6 +175,7 @@ impl ProviderRegistry {
         let mut registry = Self::new();
         registry.register("anthropic", crate::anthropic::AnthropicFactory);
         registry.register("azure", crate::azure::AzureFactory);
+        registry.register("gemini", crate::gemini::GeminiFactory);
         registry.register("ollama", crate::ollama::OllamaFactory);
         registry.register("ollama_chat", crate::ollama::OllamaFactory);
         for flavor in crate::openai::Flavor::ALL {

@@ -371,3 +371,23 @@ pub(crate) fn assert_header(request: &Recorded, name: &str, expected: &str, case
         "{case}: header {name}"
     );
 }
+
+#[test]
+fn every_translating_adapter_has_a_case() {
+    let names: Vec<&str> = all_cases().iter().map(|case| case.name()).collect();
+    assert_eq!(
+        names,
+        vec!["openai", "anthropic", "ollama", "azure", "gemini"]
+    );
+    let registry = ProviderRegistry::builtin();
+    for prefix in [
+        "openai",
+        "anthropic",
+        "ollama",
+        "ollama_chat",
+        "azure",
+        "gemini",
+    ] {
+        assert!(registry.knows(prefix), "{prefix} is registered");
+    }
+}
