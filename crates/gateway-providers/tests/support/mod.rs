@@ -2,6 +2,9 @@
 //! 127.0.0.1:0 that answers scripted responses in order and records what it
 //! received (method, path and query, headers, body).
 
+// Each test binary uses a different part of this shared module.
+#![allow(dead_code)]
+
 use bytes::Bytes;
 use futures_util::StreamExt;
 use http_body_util::combinators::BoxBody;
