@@ -12,8 +12,11 @@
 //! A provider living in another crate plugs in by registering its factory.
 //!
 //! Built in: the OpenAI-compatible adapter ([`openai`]: `openai/`,
-//! `hosted_vllm/`, `openrouter/`, `custom_openai/`) and an in-process
-//! [`mock`] provider for demos and tests.
+//! `hosted_vllm/`, `openrouter/`, `custom_openai/`), [`azure`] OpenAI,
+//! [`anthropic`] (with the pure conversions of the gateway's own Anthropic
+//! `/v1/messages` ingress in [`anthropic::ingress`]), [`ollama`] (`ollama/`,
+//! `ollama_chat/`), [`gemini`], and an in-process [`mock`] provider for demos
+//! and tests. `docs/providers.md` explains how to add one.
 //!
 //! This crate deliberately knows nothing of routing, budgets, HTTP status codes
 //! for gateway clients, or the config file format.
