@@ -54,6 +54,12 @@ pub struct CallContext {
     pub request_id: String,
     /// LiteLLM's `mock_response`: the mock provider answers with this text.
     pub mock_response: Option<String>,
+    /// Client headers a passthrough call may forward upstream: for
+    /// `/v1/messages` the server puts the client's `anthropic-version` and
+    /// `anthropic-beta` here, and [`Provider::anthropic_messages`] of the
+    /// Anthropic adapter sends them (betas joined with the deployment's).
+    /// Translated calls ignore them.
+    pub forward_headers: Vec<(String, String)>,
 }
 
 /// One configured deployment: an upstream model at an endpoint with a

@@ -55,9 +55,21 @@ async fn anthropic_passthrough_forwards_the_native_body_with_the_upstream_model(
         "claude-3-7-sonnet-20250219",
         fake.base_url.clone(),
     );
-    let result = provider
-        .anthropic_messages(&body(false), &CallContext::default())
-        .await;
+    let cx = CallContext {
+        forward_headers: vec![
+            (
+                "Anthropic-Beta".to_owned(),
+                "files-api-2025-04-14, tools-2024-04-04".to_owned(),
+            ),
+            ("anthropic-version".to_owned(), "2023-06-01".to_owned()),
+            (
+                "x-api-key".to_owned(),
+                "client-key-must-not-be-forwarded".to_owned(),
+            ),
+        ],
+        ..CallContext::default()
+    };
+    let result = provider.anthropic_messages(&body(false), &cx).await;
     let Ok(Some(NativeResponse::Json(native))) = result else {
         panic!("expected a native JSON answer, got {result:?}");
     };
@@ -71,7 +83,12 @@ async fn anthropic_passthrough_forwards_the_native_body_with_the_upstream_model(
     );
     assert_eq!(received.uri, "/v1/messages");
     assert_eq!(received.header("x-api-key"), Some("test-key"));
-    assert_eq!(received.header("anthropic-beta"), Some("tools-2024-04-04"));
+    assert_eq!(
+        received.header("anthropic-beta"),
+        Some("tools-2024-04-04,files-api-2025-04-14")
+    );
+    assert_eq!(received.header("anthropic-version"), Some("2023-06-01"));
+    assert_eq!(received.headers.get_all("x-api-key").iter().count(), 1);
 }
 
 #[tokio::test]

@@ -129,14 +129,56 @@ impl AnthropicProvider {
         serde_json::to_vec(&value).map_err(encode_error)
     }
 
+    /// The deployment's headers with the client's `anthropic-version`
+    /// (replacing the default) and `anthropic-beta` (joined with the
+    /// deployment's) for a passthrough call. Invalid values are ignored.
+    fn passthrough_headers(&self, forward: &[(String, String)]) -> Vec<(HeaderName, HeaderValue)> {
+        let mut headers = self.headers.clone();
+        for (name, value) in forward {
+            let name = name.to_ascii_lowercase();
+            if name != "anthropic-version" && name != "anthropic-beta" {
+                continue;
+            }
+            let existing = headers
+                .iter()
+                .position(|(header, _)| header.as_str() == name);
+            let combined = match (name.as_str(), existing) {
+                ("anthropic-beta", Some(index)) => {
+                    let current = headers[index].1.to_str().unwrap_or_default().to_owned();
+                    let mut betas: Vec<&str> = current
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|b| !b.is_empty())
+                        .collect();
+                    for beta in value.split(',').map(str::trim).filter(|b| !b.is_empty()) {
+                        if !betas.contains(&beta) {
+                            betas.push(beta);
+                        }
+                    }
+                    betas.join(",")
+                }
+                _ => value.clone(),
+            };
+            let (Ok(header_name), Ok(header_value)) = (
+                HeaderName::try_from(name.as_str()),
+                HeaderValue::try_from(combined.as_str()),
+            ) else {
+                continue;
+            };
+            match existing {
+                Some(index) => headers[index] = (header_name, header_value),
+                None => headers.push((header_name, header_value)),
+            }
+        }
+        headers
+    }
+
     async fn post(
         &self,
         body: Vec<u8>,
+        headers: &[(HeaderName, HeaderValue)],
     ) -> Result<http::Response<hyper::body::Incoming>, ProviderError> {
-        let response = self
-            .http
-            .send(json_post(&self.url, &self.headers, body)?)
-            .await?;
+        let response = self.http.send(json_post(&self.url, headers, body)?).await?;
         if response.status().is_success() {
             Ok(response)
         } else {
@@ -180,7 +222,7 @@ impl Provider for AnthropicProvider {
         _cx: &CallContext,
     ) -> Result<ChunkStream, ProviderError> {
         let body = self.body(request, true)?;
-        let response = self.post(body).await?;
+        let response = self.post(body, &self.headers).await?;
         let translator = convert::StreamTranslator::new(&self.upstream_model, unix_now());
         Ok(crate::translate::translate_stream(
             sse::events(response.into_body()),
@@ -191,8 +233,9 @@ impl Provider for AnthropicProvider {
     async fn anthropic_messages(
         &self,
         body: &Value,
-        _cx: &CallContext,
+        cx: &CallContext,
     ) -> Result<Option<NativeResponse>, ProviderError> {
+        let headers = self.passthrough_headers(&cx.forward_headers);
         let mut body = body.clone();
         let Some(object) = body.as_object_mut() else {
             return Err(ProviderError::new(
@@ -222,7 +265,7 @@ impl Provider for AnthropicProvider {
         if !stream {
             let response = self
                 .http
-                .send_buffered(json_post(&self.url, &self.headers, bytes)?)
+                .send_buffered(json_post(&self.url, &headers, bytes)?)
                 .await?;
             if !(200..300).contains(&response.status) {
                 return Err(convert::error_from_wire(&response));
@@ -232,7 +275,7 @@ impl Provider for AnthropicProvider {
                 &response.body,
             )?)));
         }
-        let response = self.post(bytes).await?;
+        let response = self.post(bytes, &headers).await?;
         Ok(Some(NativeResponse::Stream(native_events(sse::events(
             response.into_body(),
         )))))
