@@ -21,13 +21,36 @@ use std::collections::HashMap;
 pub(crate) const PROVIDER: &str = "anthropic";
 
 /// OpenAI parameters the Messages API has no equivalent for.
-const UNSUPPORTED: &[&str] = &[
-    "presence_penalty",
-    "frequency_penalty",
-    "seed",
-    "n",
-    "response_format",
-];
+const UNSUPPORTED: &[&str] = &["presence_penalty", "frequency_penalty", "seed", "n"];
+
+/// The tool that carries a `response_format` answer: Anthropic has no JSON
+/// mode, so (as LiteLLM does) the schema becomes a tool the model is forced
+/// to call, and the call's input becomes the answer's text.
+pub(crate) const JSON_TOOL: &str = "json_tool_call";
+
+/// The schema of a JSON-mode request: `Some` when `response_format` asks
+/// for JSON and the request has no tools of its own.
+pub(crate) fn json_mode_schema(request: &ChatRequest) -> Option<Value> {
+    let format = request.response_format.as_ref()?;
+    if request
+        .tools
+        .as_ref()
+        .is_some_and(|tools| !tools.is_empty())
+    {
+        return None;
+    }
+    match format.get("type").and_then(Value::as_str) {
+        Some("json_object") => Some(json!({"type": "object"})),
+        Some("json_schema") => Some(
+            format
+                .get("json_schema")
+                .and_then(|schema| schema.get("schema"))
+                .cloned()
+                .unwrap_or_else(|| json!({"type": "object"})),
+        ),
+        _ => None,
+    }
+}
 
 /// What the deployment adds to every request.
 #[derive(Debug, Clone)]
@@ -70,6 +93,15 @@ pub(crate) fn request_to_wire(
         .copied()
         .collect();
     policy.strip(&mut request, &unsupported)?;
+    let json_schema = json_mode_schema(&request);
+    let wants_text = request
+        .response_format
+        .as_ref()
+        .is_some_and(|format| format.get("type").and_then(Value::as_str) == Some("text"));
+    if request.response_format.is_some() && json_schema.is_none() && !wants_text {
+        // JSON mode next to the client's own tools cannot be forced.
+        policy.unsupported("response_format")?;
+    }
 
     let (system, messages) = convert_messages(&request.messages)?;
     let tools: Vec<WireTool> = request
@@ -108,6 +140,18 @@ pub(crate) fn request_to_wire(
     {
         tool_choice = None;
     }
+    let (tools, tool_choice) = match json_schema {
+        Some(schema) => (
+            vec![WireTool {
+                name: JSON_TOOL.to_owned(),
+                description: Some("Respond with a JSON object.".to_owned()),
+                input_schema: schema,
+                cache_control: None,
+            }],
+            Some(json!({"type": "tool", "name": JSON_TOOL})),
+        ),
+        None => (tools, tool_choice),
+    };
     let mut extra = std::mem::take(&mut request.extra);
     // OpenAI's `metadata` is free-form; Anthropic's takes only `user_id`.
     extra.remove("metadata");
@@ -311,7 +355,11 @@ pub(crate) fn usage_from_wire(usage: &WireUsage) -> Usage {
 }
 
 /// Translates a non-stream response.
-pub(crate) fn response_from_wire(response: MessagesResponse, created: i64) -> ChatResponse {
+pub(crate) fn response_from_wire(
+    response: MessagesResponse,
+    created: i64,
+    json_mode: bool,
+) -> ChatResponse {
     let mut text: Option<String> = None;
     let mut reasoning: Option<String> = None;
     let mut tool_calls = Vec::new();
@@ -323,6 +371,9 @@ pub(crate) fn response_from_wire(response: MessagesResponse, created: i64) -> Ch
             Block::Thinking { thinking, .. } => reasoning
                 .get_or_insert_with(String::new)
                 .push_str(&thinking),
+            Block::ToolUse { name, input, .. } if json_mode && name == JSON_TOOL => text
+                .get_or_insert_with(String::new)
+                .push_str(&input.to_string()),
             Block::ToolUse {
                 id, name, input, ..
             } => tool_calls.push(ToolCall {
@@ -352,10 +403,14 @@ pub(crate) fn response_from_wire(response: MessagesResponse, created: i64) -> Ch
         choices: vec![ChatChoice {
             index: 0,
             message,
-            finish_reason: response
-                .stop_reason
-                .as_deref()
-                .map(|reason| finish_reason(reason).to_owned()),
+            finish_reason: response.stop_reason.as_deref().map(|reason| {
+                // The forced JSON tool is the answer, not a call to make.
+                if json_mode && reason == "tool_use" {
+                    "stop".to_owned()
+                } else {
+                    finish_reason(reason).to_owned()
+                }
+            }),
             logprobs: None,
             extra: Default::default(),
         }],
@@ -414,6 +469,8 @@ pub(crate) struct StreamTranslator {
     model: String,
     created: i64,
     tool_index_by_block: HashMap<u32, u32>,
+    json_mode: bool,
+    json_block: Option<u32>,
     next_tool_index: u32,
     usage: WireUsage,
     saw_usage: bool,
@@ -433,12 +490,14 @@ const EVENT_TYPES: &[&str] = &[
 
 impl StreamTranslator {
     /// A translator for one response; `model` is used until `message_start` names one.
-    pub(crate) fn new(model: &str, created: i64) -> Self {
+    pub(crate) fn new(model: &str, created: i64, json_mode: bool) -> Self {
         Self {
             id: String::new(),
             model: model.to_owned(),
             created,
             tool_index_by_block: HashMap::new(),
+            json_mode,
+            json_block: None,
             next_tool_index: 0,
             usage: WireUsage::default(),
             saw_usage: false,
@@ -507,6 +566,10 @@ impl StreamTranslator {
                     },
                     None,
                 )),
+                Block::ToolUse { name, .. } if self.json_mode && name == JSON_TOOL => {
+                    self.json_block = Some(index);
+                    None
+                }
                 Block::ToolUse { id, name, .. } => {
                     let tool_index = self.next_tool_index;
                     self.next_tool_index += 1;
@@ -530,6 +593,17 @@ impl StreamTranslator {
                     },
                     None,
                 )),
+                BlockDelta::InputJsonDelta { partial_json } if self.json_block == Some(index) => {
+                    (!partial_json.is_empty()).then(|| {
+                        self.chunk(
+                            Delta {
+                                content: Some(partial_json),
+                                ..Delta::default()
+                            },
+                            None,
+                        )
+                    })
+                }
                 BlockDelta::InputJsonDelta { partial_json } => {
                     let Some(&tool_index) = self.tool_index_by_block.get(&index) else {
                         return Err(ProviderError::new(
@@ -547,7 +621,15 @@ impl StreamTranslator {
                     self.merge_usage(&usage);
                 }
                 delta.stop_reason.map(|reason| {
-                    self.chunk(Delta::default(), Some(finish_reason(&reason).to_owned()))
+                    let finish = if self.json_block.is_some()
+                        && self.next_tool_index == 0
+                        && reason == "tool_use"
+                    {
+                        "stop"
+                    } else {
+                        finish_reason(&reason)
+                    };
+                    self.chunk(Delta::default(), Some(finish.to_owned()))
                 })
             }
             StreamEvent::MessageStop => {

@@ -113,8 +113,11 @@ impl AnthropicProvider {
         })
     }
 
-    fn body(&self, request: &ChatRequest, stream: bool) -> Result<Vec<u8>, ProviderError> {
+    /// The upstream body, and whether the request is in JSON mode (its
+    /// answer arrives as the forced JSON tool's input).
+    fn body(&self, request: &ChatRequest, stream: bool) -> Result<(Vec<u8>, bool), ProviderError> {
         let request = apply_defaults(request, &self.defaults)?;
+        let json_mode = convert::json_mode_schema(&request).is_some();
         let wire = convert::request_to_wire(
             &request,
             &convert::RequestOptions {
@@ -126,7 +129,7 @@ impl AnthropicProvider {
         )?;
         let mut value = serde_json::to_value(wire).map_err(encode_error)?;
         merge_extra_body(&mut value, &self.extra_body);
-        serde_json::to_vec(&value).map_err(encode_error)
+        Ok((serde_json::to_vec(&value).map_err(encode_error)?, json_mode))
     }
 
     /// The deployment's headers with the client's `anthropic-version`
@@ -204,7 +207,7 @@ impl Provider for AnthropicProvider {
         request: &ChatRequest,
         _cx: &CallContext,
     ) -> Result<ChatResponse, ProviderError> {
-        let body = self.body(request, false)?;
+        let (body, json_mode) = self.body(request, false)?;
         let response = self
             .http
             .send_buffered(json_post(&self.url, &self.headers, body)?)
@@ -213,7 +216,7 @@ impl Provider for AnthropicProvider {
             return Err(convert::error_from_wire(&response));
         }
         let wire = parse_success(convert::PROVIDER, &response.body)?;
-        Ok(convert::response_from_wire(wire, unix_now()))
+        Ok(convert::response_from_wire(wire, unix_now(), json_mode))
     }
 
     async fn chat_stream(
@@ -221,9 +224,10 @@ impl Provider for AnthropicProvider {
         request: &ChatRequest,
         _cx: &CallContext,
     ) -> Result<ChunkStream, ProviderError> {
-        let body = self.body(request, true)?;
+        let (body, json_mode) = self.body(request, true)?;
         let response = self.post(body, &self.headers).await?;
-        let translator = convert::StreamTranslator::new(&self.upstream_model, unix_now());
+        let translator =
+            convert::StreamTranslator::new(&self.upstream_model, unix_now(), json_mode);
         Ok(crate::translate::translate_stream(
             sse::events(response.into_body()),
             translator,

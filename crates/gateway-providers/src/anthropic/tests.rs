@@ -51,7 +51,7 @@ fn events(text: &str) -> Vec<SseEvent> {
 }
 
 fn run_stream(text: &str) -> (Vec<ChatChunk>, Option<crate::ProviderError>) {
-    let mut translator = StreamTranslator::new("fallback-model", 7);
+    let mut translator = StreamTranslator::new("fallback-model", 7, false);
     let mut chunks = Vec::new();
     for event in events(text) {
         match translator.on_event(event) {
@@ -125,7 +125,7 @@ fn anthropic_response_with_tool_use_translates_content_tool_calls_and_cache_usag
     else {
         panic!("fixture does not parse");
     };
-    let response = convert::response_from_wire(wire, 1);
+    let response = convert::response_from_wire(wire, 1, false);
     let value = serde_json::to_value(&response).unwrap_or_default();
     assert_eq!(value["id"], "msg_01Aq9w938a90dw8q");
     assert_eq!(
@@ -153,7 +153,7 @@ fn anthropic_text_response_finishes_with_stop() {
     let Ok(wire) = serde_json::from_str::<MessagesResponse>(fixture!("response_text.json")) else {
         panic!("fixture does not parse");
     };
-    let response = convert::response_from_wire(wire, 1);
+    let response = convert::response_from_wire(wire, 1, false);
     assert_eq!(
         response.choices[0].message.content.as_deref(),
         Some("Hi! My name is Claude.")
@@ -316,4 +316,89 @@ fn anthropic_errors_map_to_kinds_with_retry_after() {
         None,
     ));
     assert_eq!(overloaded_500.kind, ErrorKind::Overloaded);
+}
+
+#[test]
+fn anthropic_json_mode_forces_a_tool_and_reads_its_input_as_text() {
+    let request = chat_request(json!({
+        "model": "m", "messages": [{"role": "user", "content": "Give me a city."}],
+        "response_format": {"type": "json_schema", "json_schema": {"name": "city", "schema": {"type": "object", "properties": {"name": {"type": "string"}}}}}
+    }));
+    assert!(convert::json_mode_schema(&request).is_some());
+    let Ok(wire) = convert::request_to_wire(&request, &options(false)) else {
+        panic!("translation failed");
+    };
+    let value = serde_json::to_value(wire).unwrap_or_default();
+    assert_eq!(value["tools"][0]["name"], convert::JSON_TOOL);
+    assert_eq!(
+        value["tools"][0]["input_schema"]["properties"]["name"]["type"],
+        "string"
+    );
+    assert_eq!(
+        value["tool_choice"],
+        json!({"type": "tool", "name": convert::JSON_TOOL})
+    );
+    assert!(value.get("response_format").is_none());
+
+    let answer = json!({"id": "msg_1", "model": "m", "stop_reason": "tool_use", "usage": {"input_tokens": 1, "output_tokens": 1},
+                        "content": [{"type": "tool_use", "id": "t", "name": convert::JSON_TOOL, "input": {"name": "Paris"}}]});
+    let Ok(wire) = serde_json::from_value::<MessagesResponse>(answer) else {
+        panic!("bad answer")
+    };
+    let response = convert::response_from_wire(wire, 1, true);
+    assert_eq!(
+        response.choices[0].message.content.as_deref(),
+        Some(r#"{"name":"Paris"}"#)
+    );
+    assert_eq!(response.choices[0].message.tool_calls, None);
+    assert_eq!(response.choices[0].finish_reason.as_deref(), Some("stop"));
+
+    let stream = concat!(
+        "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"model\":\"m\",\"content\":[],\"usage\":{\"input_tokens\":1,\"output_tokens\":1}}}\n\n",
+        "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"tool_use\",\"id\":\"t\",\"name\":\"json_tool_call\",\"input\":{}}}\n\n",
+        "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"{\\\"name\\\": \"}}\n\n",
+        "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"\\\"Paris\\\"}\"}}\n\n",
+        "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"tool_use\"},\"usage\":{\"output_tokens\":5}}\n\n",
+        "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
+    );
+    let mut translator = StreamTranslator::new("m", 1, true);
+    let mut chunks = Vec::new();
+    for event in events(stream) {
+        let Ok(more) = translator.on_event(event) else {
+            panic!("translation failed")
+        };
+        chunks.extend(more);
+    }
+    let text: String = chunks
+        .iter()
+        .flat_map(|chunk| &chunk.choices)
+        .filter_map(|choice| choice.delta.content.as_deref())
+        .collect();
+    assert_eq!(text, r#"{"name": "Paris"}"#);
+    assert!(chunks
+        .iter()
+        .flat_map(|chunk| &chunk.choices)
+        .all(|choice| choice.delta.tool_calls.is_none()));
+    let finish: Vec<&str> = chunks
+        .iter()
+        .flat_map(|chunk| &chunk.choices)
+        .filter_map(|choice| choice.finish_reason.as_deref())
+        .collect();
+    assert_eq!(finish, vec!["stop"]);
+}
+
+#[test]
+fn anthropic_json_mode_with_client_tools_is_unsupported_unless_dropped() {
+    let request = chat_request(json!({
+        "model": "m", "messages": [{"role": "user", "content": "hi"}],
+        "response_format": {"type": "json_object"},
+        "tools": [{"type": "function", "function": {"name": "f"}}]
+    }));
+    let error = convert::request_to_wire(&request, &options(false)).map(|_| ());
+    assert!(matches!(error, Err(error) if error.message.contains("`response_format`")));
+    let Ok(wire) = convert::request_to_wire(&request, &options(true)) else {
+        panic!("drop failed")
+    };
+    assert_eq!(wire.tools.len(), 1);
+    assert_eq!(wire.tools[0].name, "f");
 }
