@@ -292,6 +292,18 @@ impl CallIds {
     }
 }
 
+/// What the gateway stamps on a response when the upstream does not say
+/// it: the response id, the model name and the creation time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResponseMeta {
+    /// `chatcmpl-...`.
+    pub id: String,
+    /// The upstream model, used when the answer names none.
+    pub model: String,
+    /// Unix seconds.
+    pub created: i64,
+}
+
 /// Unix seconds now.
 pub fn unix_now() -> i64 {
     std::time::SystemTime::now()

@@ -52,6 +52,15 @@ pub(crate) fn json_mode_schema(request: &ChatRequest) -> Option<Value> {
     }
 }
 
+/// How the answer's content arrives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OutputMode {
+    /// Text and tool calls, as the model wrote them.
+    Plain,
+    /// JSON mode: the forced [`JSON_TOOL`] call's input is the answer's text.
+    JsonTool,
+}
+
 /// What the deployment adds to every request.
 #[derive(Debug, Clone)]
 pub(crate) struct RequestOptions<'a> {
@@ -358,7 +367,7 @@ pub(crate) fn usage_from_wire(usage: &WireUsage) -> Usage {
 pub(crate) fn response_from_wire(
     response: MessagesResponse,
     created: i64,
-    json_mode: bool,
+    mode: OutputMode,
 ) -> ChatResponse {
     let mut text: Option<String> = None;
     let mut reasoning: Option<String> = None;
@@ -371,9 +380,12 @@ pub(crate) fn response_from_wire(
             Block::Thinking { thinking, .. } => reasoning
                 .get_or_insert_with(String::new)
                 .push_str(&thinking),
-            Block::ToolUse { name, input, .. } if json_mode && name == JSON_TOOL => text
-                .get_or_insert_with(String::new)
-                .push_str(&input.to_string()),
+            Block::ToolUse { name, input, .. }
+                if mode == OutputMode::JsonTool && name == JSON_TOOL =>
+            {
+                text.get_or_insert_with(String::new)
+                    .push_str(&input.to_string())
+            }
             Block::ToolUse {
                 id, name, input, ..
             } => tool_calls.push(ToolCall {
@@ -405,7 +417,7 @@ pub(crate) fn response_from_wire(
             message,
             finish_reason: response.stop_reason.as_deref().map(|reason| {
                 // The forced JSON tool is the answer, not a call to make.
-                if json_mode && reason == "tool_use" {
+                if mode == OutputMode::JsonTool && reason == "tool_use" {
                     "stop".to_owned()
                 } else {
                     finish_reason(reason).to_owned()
@@ -469,7 +481,7 @@ pub(crate) struct StreamTranslator {
     model: String,
     created: i64,
     tool_index_by_block: HashMap<u32, u32>,
-    json_mode: bool,
+    mode: OutputMode,
     json_block: Option<u32>,
     next_tool_index: u32,
     usage: WireUsage,
@@ -490,13 +502,13 @@ const EVENT_TYPES: &[&str] = &[
 
 impl StreamTranslator {
     /// A translator for one response; `model` is used until `message_start` names one.
-    pub(crate) fn new(model: &str, created: i64, json_mode: bool) -> Self {
+    pub(crate) fn new(model: &str, created: i64, mode: OutputMode) -> Self {
         Self {
             id: String::new(),
             model: model.to_owned(),
             created,
             tool_index_by_block: HashMap::new(),
-            json_mode,
+            mode,
             json_block: None,
             next_tool_index: 0,
             usage: WireUsage::default(),
@@ -566,7 +578,9 @@ impl StreamTranslator {
                     },
                     None,
                 )),
-                Block::ToolUse { name, .. } if self.json_mode && name == JSON_TOOL => {
+                Block::ToolUse { name, .. }
+                    if self.mode == OutputMode::JsonTool && name == JSON_TOOL =>
+                {
                     self.json_block = Some(index);
                     None
                 }

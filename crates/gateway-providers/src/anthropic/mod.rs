@@ -113,11 +113,18 @@ impl AnthropicProvider {
         })
     }
 
-    /// The upstream body, and whether the request is in JSON mode (its
-    /// answer arrives as the forced JSON tool's input).
-    fn body(&self, request: &ChatRequest, stream: bool) -> Result<(Vec<u8>, bool), ProviderError> {
+    /// The upstream body, and how its answer's content will arrive.
+    fn body(
+        &self,
+        request: &ChatRequest,
+        stream: bool,
+    ) -> Result<(Vec<u8>, convert::OutputMode), ProviderError> {
         let request = apply_defaults(request, &self.defaults)?;
-        let json_mode = convert::json_mode_schema(&request).is_some();
+        let mode = if convert::json_mode_schema(&request).is_some() {
+            convert::OutputMode::JsonTool
+        } else {
+            convert::OutputMode::Plain
+        };
         let wire = convert::request_to_wire(
             &request,
             &convert::RequestOptions {
@@ -129,7 +136,7 @@ impl AnthropicProvider {
         )?;
         let mut value = serde_json::to_value(wire).map_err(encode_error)?;
         merge_extra_body(&mut value, &self.extra_body);
-        Ok((serde_json::to_vec(&value).map_err(encode_error)?, json_mode))
+        Ok((serde_json::to_vec(&value).map_err(encode_error)?, mode))
     }
 
     /// The deployment's headers with the client's `anthropic-version`
@@ -207,7 +214,7 @@ impl Provider for AnthropicProvider {
         request: &ChatRequest,
         _cx: &CallContext,
     ) -> Result<ChatResponse, ProviderError> {
-        let (body, json_mode) = self.body(request, false)?;
+        let (body, mode) = self.body(request, false)?;
         let response = self
             .http
             .send_buffered(json_post(&self.url, &self.headers, body)?)
@@ -216,7 +223,7 @@ impl Provider for AnthropicProvider {
             return Err(convert::error_from_wire(&response));
         }
         let wire = parse_success(convert::PROVIDER, &response.body)?;
-        Ok(convert::response_from_wire(wire, unix_now(), json_mode))
+        Ok(convert::response_from_wire(wire, unix_now(), mode))
     }
 
     async fn chat_stream(
@@ -224,10 +231,9 @@ impl Provider for AnthropicProvider {
         request: &ChatRequest,
         _cx: &CallContext,
     ) -> Result<ChunkStream, ProviderError> {
-        let (body, json_mode) = self.body(request, true)?;
+        let (body, mode) = self.body(request, true)?;
         let response = self.post(body, &self.headers).await?;
-        let translator =
-            convert::StreamTranslator::new(&self.upstream_model, unix_now(), json_mode);
+        let translator = convert::StreamTranslator::new(&self.upstream_model, unix_now(), mode);
         Ok(crate::translate::translate_stream(
             sse::events(response.into_body()),
             translator,

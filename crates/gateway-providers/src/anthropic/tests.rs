@@ -1,6 +1,6 @@
 //! Fixture tests of the pure conversions (fixtures in `tests/fixtures/anthropic/`).
 
-use super::convert::{self, RequestOptions, StreamTranslator};
+use super::convert::{self, OutputMode, RequestOptions, StreamTranslator};
 use super::wire::MessagesResponse;
 use crate::error::ErrorKind;
 use crate::http::BufferedResponse;
@@ -51,7 +51,7 @@ fn events(text: &str) -> Vec<SseEvent> {
 }
 
 fn run_stream(text: &str) -> (Vec<ChatChunk>, Option<crate::ProviderError>) {
-    let mut translator = StreamTranslator::new("fallback-model", 7, false);
+    let mut translator = StreamTranslator::new("fallback-model", 7, OutputMode::Plain);
     let mut chunks = Vec::new();
     for event in events(text) {
         match translator.on_event(event) {
@@ -125,7 +125,7 @@ fn anthropic_response_with_tool_use_translates_content_tool_calls_and_cache_usag
     else {
         panic!("fixture does not parse");
     };
-    let response = convert::response_from_wire(wire, 1, false);
+    let response = convert::response_from_wire(wire, 1, OutputMode::Plain);
     let value = serde_json::to_value(&response).unwrap_or_default();
     assert_eq!(value["id"], "msg_01Aq9w938a90dw8q");
     assert_eq!(
@@ -153,7 +153,7 @@ fn anthropic_text_response_finishes_with_stop() {
     let Ok(wire) = serde_json::from_str::<MessagesResponse>(fixture!("response_text.json")) else {
         panic!("fixture does not parse");
     };
-    let response = convert::response_from_wire(wire, 1, false);
+    let response = convert::response_from_wire(wire, 1, OutputMode::Plain);
     assert_eq!(
         response.choices[0].message.content.as_deref(),
         Some("Hi! My name is Claude.")
@@ -345,7 +345,7 @@ fn anthropic_json_mode_forces_a_tool_and_reads_its_input_as_text() {
     let Ok(wire) = serde_json::from_value::<MessagesResponse>(answer) else {
         panic!("bad answer")
     };
-    let response = convert::response_from_wire(wire, 1, true);
+    let response = convert::response_from_wire(wire, 1, OutputMode::JsonTool);
     assert_eq!(
         response.choices[0].message.content.as_deref(),
         Some(r#"{"name":"Paris"}"#)
@@ -361,7 +361,7 @@ fn anthropic_json_mode_forces_a_tool_and_reads_its_input_as_text() {
         "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"tool_use\"},\"usage\":{\"output_tokens\":5}}\n\n",
         "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
     );
-    let mut translator = StreamTranslator::new("m", 1, true);
+    let mut translator = StreamTranslator::new("m", 1, OutputMode::JsonTool);
     let mut chunks = Vec::new();
     for event in events(stream) {
         let Ok(more) = translator.on_event(event) else {

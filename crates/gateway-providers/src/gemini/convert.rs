@@ -8,7 +8,9 @@ use super::wire::{
 use crate::error::{ErrorKind, ProviderError};
 use crate::http::BufferedResponse;
 use crate::sse::SseEvent;
-use crate::translate::{parse_data_url, CallIds, ParamPolicy, StreamTranslate, OPENAI_ONLY_PARAMS};
+use crate::translate::{
+    parse_data_url, CallIds, ParamPolicy, ResponseMeta, StreamTranslate, OPENAI_ONLY_PARAMS,
+};
 use gateway_types::chat::PromptTokensDetails;
 use gateway_types::{
     ChatChoice, ChatChunk, ChatRequest, ChatResponse, ChunkChoice, ContentPart, Delta,
@@ -390,9 +392,7 @@ fn split_parts(
 pub(crate) fn response_from_wire(
     response: GenerateContentResponse,
     ids: &mut CallIds,
-    fallback_id: String,
-    model: &str,
-    created: i64,
+    meta: ResponseMeta,
 ) -> Result<ChatResponse, ProviderError> {
     if response.candidates.is_empty() {
         if let Some(reason) = response
@@ -442,10 +442,10 @@ pub(crate) fn response_from_wire(
         id: response
             .response_id
             .map(|id| format!("chatcmpl-{id}"))
-            .unwrap_or(fallback_id),
+            .unwrap_or(meta.id),
         object: "chat.completion".to_owned(),
-        created,
-        model: response.model_version.unwrap_or_else(|| model.to_owned()),
+        created: meta.created,
+        model: response.model_version.unwrap_or(meta.model),
         choices,
         usage,
         system_fingerprint: None,
@@ -504,11 +504,11 @@ pub(crate) struct StreamTranslator {
 
 impl StreamTranslator {
     /// A translator for one response.
-    pub(crate) fn new(id: String, model: &str, created: i64, ids: CallIds) -> Self {
+    pub(crate) fn new(meta: ResponseMeta, ids: CallIds) -> Self {
         Self {
-            id,
-            model: model.to_owned(),
-            created,
+            id: meta.id,
+            model: meta.model,
+            created: meta.created,
             ids,
             tool_counts: HashMap::new(),
             sent_role: HashMap::new(),

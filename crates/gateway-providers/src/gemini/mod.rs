@@ -26,7 +26,7 @@ use crate::registry::{BuildContext, BuildError, ProviderFactory, ProviderSpec};
 use crate::sse;
 use crate::translate::{
     apply_defaults, encode_error, merge_extra_body, normalize_base, secret_header, unix_now,
-    CallIds,
+    CallIds, ResponseMeta,
 };
 use async_trait::async_trait;
 use gateway_types::{ChatRequest, ChatResponse, JsonObject};
@@ -120,6 +120,16 @@ fn response_id(cx: &CallContext) -> String {
     }
 }
 
+impl GeminiProvider {
+    fn meta(&self, cx: &CallContext) -> ResponseMeta {
+        ResponseMeta {
+            id: response_id(cx),
+            model: self.upstream_model.clone(),
+            created: unix_now(),
+        }
+    }
+}
+
 #[async_trait]
 impl Provider for GeminiProvider {
     fn kind(&self) -> ProviderKind {
@@ -144,13 +154,7 @@ impl Provider for GeminiProvider {
             return Err(convert::error_from_wire(&response));
         }
         let wire = parse_success(convert::PROVIDER, &response.body)?;
-        convert::response_from_wire(
-            wire,
-            &mut CallIds::random(),
-            response_id(cx),
-            &self.upstream_model,
-            unix_now(),
-        )
+        convert::response_from_wire(wire, &mut CallIds::random(), self.meta(cx))
     }
 
     async fn chat_stream(
@@ -168,12 +172,7 @@ impl Provider for GeminiProvider {
                 &self.http.buffer_error(response).await,
             ));
         }
-        let translator = convert::StreamTranslator::new(
-            response_id(cx),
-            &self.upstream_model,
-            unix_now(),
-            CallIds::random(),
-        );
+        let translator = convert::StreamTranslator::new(self.meta(cx), CallIds::random());
         Ok(crate::translate::translate_stream(
             sse::events(response.into_body()),
             translator,

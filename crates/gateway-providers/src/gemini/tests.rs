@@ -4,7 +4,7 @@ use super::convert::{self, StreamTranslator};
 use crate::error::ErrorKind;
 use crate::http::BufferedResponse;
 use crate::sse::SseDecoder;
-use crate::translate::{CallIds, StreamTranslate};
+use crate::translate::{CallIds, ResponseMeta, StreamTranslate};
 use gateway_types::{ChatChunk, ChatRequest, ChatResponse};
 use serde_json::{json, Value};
 
@@ -39,10 +39,16 @@ fn respond(text: &str) -> Result<ChatResponse, crate::ProviderError> {
     convert::response_from_wire(
         wire,
         &mut CallIds::starting_at(0),
-        "chatcmpl-x".to_owned(),
-        "gemini-2.0-flash",
-        1,
+        meta("chatcmpl-x", "gemini-2.0-flash"),
     )
+}
+
+fn meta(id: &str, model: &str) -> ResponseMeta {
+    ResponseMeta {
+        id: id.to_owned(),
+        model: model.to_owned(),
+        created: 7,
+    }
 }
 
 fn run_stream(text: &str) -> (Vec<ChatChunk>, Option<crate::ProviderError>) {
@@ -50,8 +56,7 @@ fn run_stream(text: &str) -> (Vec<ChatChunk>, Option<crate::ProviderError>) {
     let mut events = Vec::new();
     assert!(decoder.push(text.as_bytes(), &mut events).is_ok());
     assert!(decoder.finish(&mut events).is_ok());
-    let mut translator =
-        StreamTranslator::new("chatcmpl-1".to_owned(), "m", 7, CallIds::starting_at(0));
+    let mut translator = StreamTranslator::new(meta("chatcmpl-1", "m"), CallIds::starting_at(0));
     let mut chunks = Vec::new();
     for event in events {
         match translator.on_event(event) {

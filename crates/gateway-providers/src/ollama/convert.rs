@@ -6,7 +6,9 @@ use super::wire::{
 };
 use crate::error::{upstream_message, ErrorKind, ProviderError};
 use crate::http::BufferedResponse;
-use crate::translate::{parse_data_url, CallIds, ParamPolicy, StreamTranslate, OPENAI_ONLY_PARAMS};
+use crate::translate::{
+    parse_data_url, CallIds, ParamPolicy, ResponseMeta, StreamTranslate, OPENAI_ONLY_PARAMS,
+};
 use gateway_types::{
     ChatChoice, ChatChunk, ChatRequest, ChatResponse, ChunkChoice, ContentPart, Delta, Embedding,
     EmbeddingsRequest, EmbeddingsResponse, EmbeddingsUsage, FunctionCall, FunctionCallDelta,
@@ -265,8 +267,7 @@ fn usage(response: &ChatResponseWire) -> Usage {
 pub(crate) fn response_from_wire(
     response: ChatResponseWire,
     ids: &mut CallIds,
-    id: String,
-    created: i64,
+    meta: ResponseMeta,
 ) -> ChatResponse {
     let usage = usage(&response);
     let message = response.message.unwrap_or(WireMessage {
@@ -287,10 +288,14 @@ pub(crate) fn response_from_wire(
     out.reasoning_content = message.thinking.filter(|thinking| !thinking.is_empty());
     out.tool_calls = (!tool_calls.is_empty()).then_some(tool_calls);
     ChatResponse {
-        id,
+        id: meta.id,
         object: "chat.completion".to_owned(),
-        created,
-        model: response.model,
+        created: meta.created,
+        model: if response.model.is_empty() {
+            meta.model
+        } else {
+            response.model
+        },
         choices: vec![ChatChoice {
             index: 0,
             message: out,
@@ -328,11 +333,11 @@ pub(crate) struct StreamTranslator {
 
 impl StreamTranslator {
     /// A translator for one response.
-    pub(crate) fn new(id: String, model: &str, created: i64, ids: CallIds) -> Self {
+    pub(crate) fn new(meta: ResponseMeta, ids: CallIds) -> Self {
         Self {
-            id,
-            model: model.to_owned(),
-            created,
+            id: meta.id,
+            model: meta.model,
+            created: meta.created,
             ids,
             next_tool_index: 0,
             sent_role: false,

@@ -22,7 +22,7 @@ use crate::provider::{CallContext, ChunkStream, Provider, ProviderKind};
 use crate::registry::{BuildContext, BuildError, ProviderFactory, ProviderSpec};
 use crate::translate::{
     apply_defaults, encode_error, merge_extra_body, normalize_base, secret_header, unix_now,
-    CallIds,
+    CallIds, ResponseMeta,
 };
 use async_trait::async_trait;
 use gateway_types::{ChatRequest, ChatResponse, EmbeddingsRequest, EmbeddingsResponse, JsonObject};
@@ -116,6 +116,16 @@ fn response_id(cx: &CallContext) -> String {
     }
 }
 
+impl OllamaProvider {
+    fn meta(&self, cx: &CallContext) -> ResponseMeta {
+        ResponseMeta {
+            id: response_id(cx),
+            model: self.upstream_model.clone(),
+            created: unix_now(),
+        }
+    }
+}
+
 #[async_trait]
 impl Provider for OllamaProvider {
     fn kind(&self) -> ProviderKind {
@@ -143,8 +153,7 @@ impl Provider for OllamaProvider {
         Ok(convert::response_from_wire(
             wire,
             &mut CallIds::random(),
-            response_id(cx),
-            unix_now(),
+            self.meta(cx),
         ))
     }
 
@@ -163,12 +172,7 @@ impl Provider for OllamaProvider {
                 &self.http.buffer_error(response).await,
             ));
         }
-        let translator = convert::StreamTranslator::new(
-            response_id(cx),
-            &self.upstream_model,
-            unix_now(),
-            CallIds::random(),
-        );
+        let translator = convert::StreamTranslator::new(self.meta(cx), CallIds::random());
         Ok(crate::translate::translate_stream(
             crate::ndjson::lines(response.into_body()),
             translator,

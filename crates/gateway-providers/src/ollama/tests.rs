@@ -4,7 +4,7 @@ use super::convert::{self, RequestOptions, StreamTranslator};
 use crate::error::ErrorKind;
 use crate::http::BufferedResponse;
 use crate::ndjson::NdjsonDecoder;
-use crate::translate::{CallIds, StreamTranslate};
+use crate::translate::{CallIds, ResponseMeta, StreamTranslate};
 use gateway_types::{ChatChunk, ChatRequest, EmbeddingsRequest};
 use serde_json::{json, Value};
 
@@ -40,13 +40,20 @@ fn options(drop_params: bool) -> RequestOptions<'static> {
     }
 }
 
+fn meta(id: &str) -> ResponseMeta {
+    ResponseMeta {
+        id: id.to_owned(),
+        model: "m".to_owned(),
+        created: 7,
+    }
+}
+
 fn run_stream(text: &str) -> (Vec<ChatChunk>, Option<crate::ProviderError>) {
     let mut decoder = NdjsonDecoder::new();
     let mut lines = Vec::new();
     assert!(decoder.push(text.as_bytes(), &mut lines).is_ok());
     assert!(decoder.finish(&mut lines).is_ok());
-    let mut translator =
-        StreamTranslator::new("chatcmpl-1".to_owned(), "m", 7, CallIds::starting_at(0));
+    let mut translator = StreamTranslator::new(meta("chatcmpl-1"), CallIds::starting_at(0));
     let mut chunks = Vec::new();
     for line in lines {
         match translator.on_event(line) {
@@ -116,12 +123,8 @@ fn ollama_response_tool_calls_get_ids_and_string_arguments() {
     let Ok(wire) = serde_json::from_str(fixture!("response_tool_calls.json")) else {
         panic!("fixture does not parse");
     };
-    let response = convert::response_from_wire(
-        wire,
-        &mut CallIds::starting_at(0),
-        "chatcmpl-x".to_owned(),
-        1,
-    );
+    let response =
+        convert::response_from_wire(wire, &mut CallIds::starting_at(0), meta("chatcmpl-x"));
     let value = serde_json::to_value(&response).unwrap_or_default();
     let choice = &value["choices"][0];
     assert_eq!(choice["finish_reason"], "tool_calls");
