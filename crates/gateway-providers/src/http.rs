@@ -101,6 +101,18 @@ impl HttpClient {
         })
     }
 
+    /// Reads an error response's body (bounded) for an adapter that reads
+    /// its upstream's own error format.
+    pub async fn buffer_error(&self, response: http::Response<Incoming>) -> BufferedResponse {
+        let (parts, body) = response.into_parts();
+        let body = read_body(body, 1024 * 1024).await.unwrap_or_default();
+        BufferedResponse {
+            status: parts.status.as_u16(),
+            headers: parts.headers,
+            body,
+        }
+    }
+
     /// Reads an error response's body and turns it into a [`ProviderError`].
     pub async fn error_from_response(
         &self,

@@ -1,6 +1,7 @@
 //! The `Provider` trait.
 
 use crate::error::{ErrorKind, ProviderError};
+use crate::sse::SseEvent;
 use async_trait::async_trait;
 use futures_core::Stream;
 use gateway_types::{ChatChunk, ChatRequest, ChatResponse, EmbeddingsRequest, EmbeddingsResponse};
@@ -9,6 +10,30 @@ use std::pin::Pin;
 
 /// A stream of chat chunks. An `Err` item is terminal: nothing follows it.
 pub type ChunkStream = Pin<Box<dyn Stream<Item = Result<ChatChunk, ProviderError>> + Send>>;
+
+/// The events of a native (untranslated) upstream stream, as the upstream
+/// sent them. An `Err` item is terminal.
+pub type NativeStream = Pin<Box<dyn Stream<Item = Result<SseEvent, ProviderError>> + Send>>;
+
+/// The answer of a passthrough call ([`Provider::anthropic_messages`]): the
+/// upstream's own JSON body, or its own server-sent events.
+pub enum NativeResponse {
+    /// A non-stream answer: the upstream's JSON body, with `model` as the
+    /// upstream wrote it.
+    Json(serde_json::Value),
+    /// A stream: the upstream's events, to be written to the client as
+    /// `event: <name>\ndata: <data>\n\n`.
+    Stream(NativeStream),
+}
+
+impl std::fmt::Debug for NativeResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NativeResponse::Json(value) => f.debug_tuple("Json").field(value).finish(),
+            NativeResponse::Stream(_) => f.write_str("Stream(..)"),
+        }
+    }
+}
 
 /// A low-cardinality name of a provider implementation (`"openai"`,
 /// `"anthropic"`, `"mock"`), for logs and metrics labels.
@@ -29,6 +54,12 @@ pub struct CallContext {
     pub request_id: String,
     /// LiteLLM's `mock_response`: the mock provider answers with this text.
     pub mock_response: Option<String>,
+    /// Client headers a passthrough call may forward upstream: for
+    /// `/v1/messages` the server puts the client's `anthropic-version` and
+    /// `anthropic-beta` here, and [`Provider::anthropic_messages`] of the
+    /// Anthropic adapter sends them (betas joined with the deployment's).
+    /// Translated calls ignore them.
+    pub forward_headers: Vec<(String, String)>,
 }
 
 /// One configured deployment: an upstream model at an endpoint with a
@@ -80,5 +111,25 @@ pub trait Provider: Send + Sync + Debug + 'static {
                 self.kind().as_str()
             ),
         ))
+    }
+
+    /// Passthrough for the gateway's Anthropic-format endpoint
+    /// (`POST /v1/messages`): when this deployment itself speaks the Anthropic
+    /// Messages API, it forwards `body` (an Anthropic Messages request) with
+    /// only `model` replaced by its upstream model, and answers the upstream's
+    /// own JSON or events, so nothing is lost in a round trip through the
+    /// OpenAI shape. `body["stream"] == true` asks for a stream.
+    ///
+    /// The default answers `Ok(None)`: "I cannot pass this through"; the
+    /// caller then translates the body with
+    /// [`crate::anthropic::ingress::messages_to_chat_request`] and calls
+    /// [`Provider::chat`] or [`Provider::chat_stream`].
+    async fn anthropic_messages(
+        &self,
+        body: &serde_json::Value,
+        cx: &CallContext,
+    ) -> Result<Option<NativeResponse>, ProviderError> {
+        let _ = (body, cx);
+        Ok(None)
     }
 }

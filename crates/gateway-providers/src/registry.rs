@@ -33,6 +33,10 @@ pub struct ProviderSpec {
     pub settings: JsonObject,
     /// The deployment's whole-call timeout, for providers that use it.
     pub timeout: Option<Duration>,
+    /// LiteLLM's `drop_params` (global `litellm_settings.drop_params` or the
+    /// deployment's own): a request parameter the upstream cannot take is
+    /// dropped instead of failing the call with a `BadRequest` naming it.
+    pub drop_params: bool,
 }
 
 impl ProviderSpec {
@@ -165,9 +169,15 @@ impl ProviderRegistry {
         Self::default()
     }
 
-    /// The providers this crate ships: the OpenAI-compatible family and the mock.
+    /// The providers this crate ships: the OpenAI-compatible family,
+    /// Anthropic, Ollama, Azure OpenAI, Gemini and the mock.
     pub fn builtin() -> Self {
         let mut registry = Self::new();
+        registry.register("anthropic", crate::anthropic::AnthropicFactory);
+        registry.register("azure", crate::azure::AzureFactory);
+        registry.register("gemini", crate::gemini::GeminiFactory);
+        registry.register("ollama", crate::ollama::OllamaFactory);
+        registry.register("ollama_chat", crate::ollama::OllamaFactory);
         for flavor in crate::openai::Flavor::ALL {
             registry.register(flavor.prefix(), crate::openai::OpenAiFactory::new(flavor));
         }

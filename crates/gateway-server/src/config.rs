@@ -645,9 +645,16 @@ fn deployment_config(
             });
         }
     }
-    if !settings.contains_key("drop_params") && litellm.drop_params {
-        settings.insert("drop_params".to_owned(), serde_json::Value::Bool(true));
-    }
+    let drop_params = match settings.remove("drop_params") {
+        None | Some(serde_json::Value::Null) => litellm.drop_params,
+        Some(serde_json::Value::Bool(flag)) => flag,
+        Some(_) => {
+            return Err(invalid(
+                format!("{params_path}.drop_params"),
+                "must be true or false",
+            ))
+        }
+    };
 
     let mut headers = Vec::new();
     for map in [params.headers, params.extra_headers].into_iter().flatten() {
@@ -691,6 +698,7 @@ fn deployment_config(
         defaults,
         settings,
         timeout,
+        drop_params,
     };
     let id = match info.id {
         Some(id) => id.into_string(),

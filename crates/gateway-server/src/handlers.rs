@@ -354,7 +354,7 @@ fn readiness() -> Response<Body> {
 async fn health(runtime: &Arc<Runtime>, request_id: &str) -> Response<Body> {
     let call = CallContext {
         request_id: request_id.to_owned(),
-        mock_response: None,
+        ..CallContext::default()
     };
     let probes = runtime.config.deployments.iter().filter_map(|deployment| {
         let provider = runtime

@@ -111,10 +111,71 @@ pub struct OpenAiProvider {
     api_base: String,
     chat_url: String,
     embeddings_url: String,
-    upstream_model: Value,
     headers: Vec<(HeaderName, HeaderValue)>,
+    template: BodyTemplate,
+}
+
+/// How an OpenAI-format request body is built for one deployment: the
+/// upstream model substituted, the deployment's defaults filled in where the
+/// request leaves them unset, and `extra_body` merged over everything. Shared
+/// by the OpenAI-compatible and Azure adapters.
+#[derive(Debug, Clone)]
+pub struct BodyTemplate {
+    upstream_model: Value,
     defaults: JsonObject,
     extra_body: JsonObject,
+}
+
+impl BodyTemplate {
+    /// The template of a deployment.
+    pub fn new(spec: &ProviderSpec) -> Self {
+        Self {
+            upstream_model: Value::String(spec.upstream_model.clone()),
+            defaults: spec.defaults.clone(),
+            extra_body: spec.extra_body.clone(),
+        }
+    }
+
+    /// Encodes a request (chat or embeddings). `Some(true)` asks for a stream
+    /// with a final usage chunk; `Some(false)` removes the stream fields;
+    /// `None` leaves them alone (embeddings).
+    pub fn encode<T: serde::Serialize>(
+        &self,
+        request: &T,
+        stream: Option<bool>,
+    ) -> Result<Vec<u8>, ProviderError> {
+        let mut value = serde_json::to_value(request).map_err(invalid_request)?;
+        let Some(object) = value.as_object_mut() else {
+            return Err(ProviderError::new(
+                ErrorKind::BadRequest,
+                "request is not a JSON object",
+            ));
+        };
+        object.insert("model".to_owned(), self.upstream_model.clone());
+        for (key, default) in &self.defaults {
+            object.entry(key.clone()).or_insert_with(|| default.clone());
+        }
+        for (key, extra) in &self.extra_body {
+            object.insert(key.clone(), extra.clone());
+        }
+        match stream {
+            Some(true) => {
+                object.insert("stream".to_owned(), Value::Bool(true));
+                let options = object
+                    .entry("stream_options".to_owned())
+                    .or_insert_with(|| Value::Object(JsonObject::new()));
+                if let Some(options) = options.as_object_mut() {
+                    options.insert("include_usage".to_owned(), Value::Bool(true));
+                }
+            }
+            Some(false) => {
+                object.remove("stream");
+                object.remove("stream_options");
+            }
+            None => {}
+        }
+        serde_json::to_vec(&value).map_err(invalid_request)
+    }
 }
 
 impl OpenAiProvider {
@@ -159,10 +220,8 @@ impl OpenAiProvider {
             chat_url: format!("{api_base}/chat/completions"),
             embeddings_url: format!("{api_base}/embeddings"),
             api_base,
-            upstream_model: Value::String(spec.upstream_model.clone()),
             headers,
-            defaults: spec.defaults.clone(),
-            extra_body: spec.extra_body.clone(),
+            template: BodyTemplate::new(spec),
         })
     }
 
@@ -171,37 +230,7 @@ impl OpenAiProvider {
         request: &T,
         stream: Option<bool>,
     ) -> Result<Vec<u8>, ProviderError> {
-        let mut value = serde_json::to_value(request).map_err(invalid_request)?;
-        let Some(object) = value.as_object_mut() else {
-            return Err(ProviderError::new(
-                ErrorKind::BadRequest,
-                "request is not a JSON object",
-            ));
-        };
-        object.insert("model".to_owned(), self.upstream_model.clone());
-        for (key, default) in &self.defaults {
-            object.entry(key.clone()).or_insert_with(|| default.clone());
-        }
-        for (key, extra) in &self.extra_body {
-            object.insert(key.clone(), extra.clone());
-        }
-        match stream {
-            Some(true) => {
-                object.insert("stream".to_owned(), Value::Bool(true));
-                let options = object
-                    .entry("stream_options".to_owned())
-                    .or_insert_with(|| Value::Object(JsonObject::new()));
-                if let Some(options) = options.as_object_mut() {
-                    options.insert("include_usage".to_owned(), Value::Bool(true));
-                }
-            }
-            Some(false) => {
-                object.remove("stream");
-                object.remove("stream_options");
-            }
-            None => {}
-        }
-        serde_json::to_vec(&value).map_err(invalid_request)
+        self.template.encode(request, stream)
     }
 }
 
@@ -260,13 +289,16 @@ pub fn chunks_from_events(
     events: impl futures_core::Stream<Item = Result<sse::SseEvent, ProviderError>> + Send + 'static,
 ) -> ChunkStream {
     let events = Box::pin(events);
+    // The flag records a finish_reason: a stream cut before `[DONE]` and
+    // before any finish_reason is an error, not a complete answer.
     Box::pin(futures_util::stream::unfold(
-        Some(events),
+        Some((events, false)),
         move |state| async move {
-            let mut events = state?;
+            let (mut events, mut finished) = state?;
             loop {
                 match events.next().await {
-                    None => return None,
+                    None if finished => return None,
+                    None => return Some((Err(crate::translate::truncated_stream(provider)), None)),
                     Some(Err(error)) => return Some((Err(error), None)),
                     Some(Ok(event)) => {
                         let data = event.data.trim();
@@ -277,7 +309,14 @@ pub fn chunks_from_events(
                             continue;
                         }
                         return match serde_json::from_str::<ChatChunk>(data) {
-                            Ok(chunk) => Some((Ok(chunk), Some(events))),
+                            Ok(chunk) => {
+                                finished |= chunk
+                                    .choices
+                                    .iter()
+                                    .any(|choice| choice.finish_reason.is_some())
+                                    || chunk.usage.is_some();
+                                Some((Ok(chunk), Some((events, finished))))
+                            }
                             Err(error) => Some((Err(stream_error(provider, data, error)), None)),
                         };
                     }

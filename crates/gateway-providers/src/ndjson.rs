@@ -1,0 +1,153 @@
+//! Newline-delimited JSON (Ollama's stream format): an incremental line
+//! decoder, and a stream of lines read from an upstream response body.
+
+use crate::error::{ErrorKind, ProviderError};
+use futures_core::Stream;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+
+/// Longest line the decoder buffers before failing.
+pub const MAX_LINE_BYTES: usize = 16 * 1024 * 1024;
+
+/// Splits bytes into lines incrementally: feed pieces of any size, take
+/// whole lines out. Lines end in `\n` (a `\r` before it is removed); blank
+/// lines are skipped.
+#[derive(Debug, Default)]
+pub struct NdjsonDecoder {
+    line: Vec<u8>,
+}
+
+impl NdjsonDecoder {
+    /// A decoder at the start of a stream.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Feeds bytes, appending every line they complete to `out`.
+    pub fn push(&mut self, bytes: &[u8], out: &mut Vec<String>) -> Result<(), ProviderError> {
+        for &byte in bytes {
+            if byte == b'\n' {
+                self.end_line(out)?;
+            } else {
+                self.line.push(byte);
+                if self.line.len() > MAX_LINE_BYTES {
+                    return Err(ProviderError::new(
+                        ErrorKind::InvalidResponse,
+                        "upstream sent a JSON line larger than 16 MiB",
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends the stream: a last line without its newline is kept.
+    pub fn finish(&mut self, out: &mut Vec<String>) -> Result<(), ProviderError> {
+        self.end_line(out)
+    }
+
+    fn end_line(&mut self, out: &mut Vec<String>) -> Result<(), ProviderError> {
+        if self.line.last() == Some(&b'\r') {
+            self.line.pop();
+        }
+        let text = std::str::from_utf8(&self.line).map_err(|_| {
+            ProviderError::new(
+                ErrorKind::InvalidResponse,
+                "upstream JSON line is not UTF-8",
+            )
+        })?;
+        let trimmed = text.trim();
+        if !trimmed.is_empty() {
+            out.push(trimmed.to_owned());
+        }
+        self.line.clear();
+        Ok(())
+    }
+}
+
+/// Reads a response body as a stream of non-blank lines. Transport errors
+/// become [`ErrorKind::Connect`] errors; the stream ends when the body ends.
+pub fn lines(body: Incoming) -> impl Stream<Item = Result<String, ProviderError>> + Send {
+    struct State {
+        body: Incoming,
+        decoder: NdjsonDecoder,
+        ready: std::collections::VecDeque<String>,
+        done: bool,
+    }
+    let state = State {
+        body,
+        decoder: NdjsonDecoder::new(),
+        ready: Default::default(),
+        done: false,
+    };
+    futures_util::stream::unfold(state, |mut state| async move {
+        loop {
+            if let Some(line) = state.ready.pop_front() {
+                return Some((Ok(line), state));
+            }
+            if state.done {
+                return None;
+            }
+            let mut out = Vec::new();
+            let step = match state.body.frame().await {
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => state.decoder.push(&data, &mut out),
+                    Err(_) => Ok(()),
+                },
+                Some(Err(error)) => {
+                    state.done = true;
+                    Err(ProviderError::new(
+                        ErrorKind::Connect,
+                        format!("upstream stream broke: {error}"),
+                    ))
+                }
+                None => {
+                    state.done = true;
+                    state.decoder.finish(&mut out)
+                }
+            };
+            state.ready.extend(out);
+            if let Err(error) = step {
+                state.done = true;
+                state.ready.clear();
+                return Some((Err(error), state));
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode_in_pieces(input: &str, piece: usize) -> Vec<String> {
+        let mut decoder = NdjsonDecoder::new();
+        let mut out = Vec::new();
+        for chunk in input.as_bytes().chunks(piece) {
+            assert!(decoder.push(chunk, &mut out).is_ok());
+        }
+        assert!(decoder.finish(&mut out).is_ok());
+        out
+    }
+
+    #[test]
+    fn lines_decode_the_same_whatever_the_piece_size() {
+        let input = "{\"a\":1}\n\r\n{\"b\":\"é\"}\r\n\n{\"c\":3}";
+        let expected = vec!["{\"a\":1}", "{\"b\":\"é\"}", "{\"c\":3}"];
+        for piece in [1, 2, 3, 5, 1000] {
+            assert_eq!(
+                decode_in_pieces(input, piece),
+                expected,
+                "piece size {piece}"
+            );
+        }
+    }
+
+    #[test]
+    fn invalid_utf8_is_an_invalid_response() {
+        let mut decoder = NdjsonDecoder::new();
+        let mut out = Vec::new();
+        let result = decoder.push(b"\xff\xfe\n", &mut out);
+        assert_eq!(result.map_err(|e| e.kind), Err(ErrorKind::InvalidResponse));
+    }
+}
