@@ -1,8 +1,20 @@
 //! Durable stores: PostgreSQL (deadpool-postgres) and the embedded SQLite
-//! default, with versioned migrations and the background spend writer.
+//! default, with versioned migrations, the background spend writer, the
+//! retention pruner and budget-alert webhook delivery.
 //!
-//! This crate implements the `BudgetStore` port of `gateway-budget`. It is
-//! filled in by the virtual-keys issue; today it holds only its place in the
-//! workspace.
+//! This crate implements the `BudgetStore` port of `gateway-budget`. It does
+//! not decide budgets (the engine in `gateway-budget` does), does not know
+//! HTTP status codes, and spawns no per-request work: the server owns the
+//! background tasks started here and shuts them down.
 
 #![deny(missing_docs)]
+
+mod error;
+pub mod migrations;
+mod postgres;
+mod report;
+mod sqlite;
+mod tables;
+
+pub use postgres::{PostgresConfig, PostgresStore};
+pub use sqlite::SqliteStore;
