@@ -15,6 +15,8 @@ mod postgres;
 mod report;
 mod sqlite;
 mod tables;
+mod writer;
 
 pub use postgres::{PostgresConfig, PostgresStore};
 pub use sqlite::SqliteStore;
+pub use writer::{SpendWriter, SpendWriterConfig, SpendWriterHandle, SpendWriterStats};
