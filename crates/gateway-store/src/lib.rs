@@ -9,6 +9,7 @@
 
 #![deny(missing_docs)]
 
+mod alerts;
 mod error;
 pub mod migrations;
 mod postgres;
@@ -17,6 +18,7 @@ mod sqlite;
 mod tables;
 mod writer;
 
+pub use alerts::{AlertError, AlertHandle, AlertSender, AlertSenderConfig, AlertStats};
 pub use postgres::{PostgresConfig, PostgresStore};
 pub use sqlite::SqliteStore;
 pub use writer::{SpendWriter, SpendWriterConfig, SpendWriterHandle, SpendWriterStats};
