@@ -199,8 +199,17 @@ impl BudgetDuration {
     /// aligned (`mo` adds calendar months, clamping the day of month).
     pub fn after(self, start: Timestamp) -> Timestamp {
         match self {
-            BudgetDuration::Months(n) => add_months(start, n),
+            BudgetDuration::Months(n) => shift_months(start, i64::from(n)),
             fixed => Timestamp(start.0.saturating_add(fixed.fixed_millis())),
+        }
+    }
+
+    /// The instant this duration before `end` (retention cut-offs); `mo`
+    /// subtracts calendar months.
+    pub fn before(self, end: Timestamp) -> Timestamp {
+        match self {
+            BudgetDuration::Months(n) => shift_months(end, -i64::from(n)),
+            fixed => Timestamp(end.0.saturating_sub(fixed.fixed_millis())),
         }
     }
 
@@ -314,9 +323,9 @@ fn first_of_month_after(today: Day, months: u32) -> Timestamp {
     .start()
 }
 
-fn add_months(start: Timestamp, months: u32) -> Timestamp {
+fn shift_months(start: Timestamp, months: i64) -> Timestamp {
     let (year, month, day) = start.day().ymd();
-    let index = year * 12 + i64::from(month - 1) + i64::from(months);
+    let index = year * 12 + i64::from(month - 1) + months;
     let (new_year, new_month) = (index.div_euclid(12), (index.rem_euclid(12) + 1) as u32);
     let new_day = day.min(days_in_month(new_year, new_month));
     Timestamp(

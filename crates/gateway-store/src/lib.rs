@@ -11,6 +11,7 @@
 
 mod alerts;
 mod error;
+mod maintenance;
 pub mod migrations;
 mod postgres;
 mod report;
@@ -19,6 +20,7 @@ mod tables;
 mod writer;
 
 pub use alerts::{AlertError, AlertHandle, AlertSender, AlertSenderConfig, AlertStats};
+pub use maintenance::{open_store, prune_spend_logs};
 pub use postgres::{PostgresConfig, PostgresStore};
 pub use sqlite::SqliteStore;
 pub use writer::{SpendWriter, SpendWriterConfig, SpendWriterHandle, SpendWriterStats};

@@ -478,57 +478,64 @@ impl BudgetStore for PostgresStore {
             ))
             .await
             .map_err(from_postgres)?;
-        let mut fresh = Vec::new();
-        for row in rows {
-            let tags = serde_json::to_string(&row.tags).map_err(from_json)?;
-            let numbers = [
-                to_i64(row.prompt_tokens),
-                to_i64(row.completion_tokens),
-                to_i64(row.cached_tokens),
-                row.spend.0,
-                to_i64(row.latency_ms()),
-            ];
-            let times = [
-                row.start_time.to_system_time(),
-                row.end_time.to_system_time(),
-            ];
-            let first_token = row.time_to_first_token_ms.map(to_i64);
-            let status = row.status.as_str();
-            let params: [Param<'_>; 24] = [
-                &row.request_id,
-                &row.call_type,
-                &row.key_hash,
-                &row.key_alias,
-                &row.user_id,
-                &row.team_id,
-                &row.organization_id,
-                &row.model_group,
-                &row.deployment_id,
-                &row.provider,
-                &row.model,
-                &numbers[0],
-                &numbers[1],
-                &numbers[2],
-                &numbers[3],
-                &times[0],
-                &times[1],
-                &first_token,
-                &status,
-                &row.error_kind,
-                &row.cache_hit,
-                &tags,
-                &row.end_user,
-                &numbers[4],
-            ];
-            if transaction
-                .execute(&insert, &params)
-                .await
-                .map_err(from_postgres)?
-                > 0
-            {
-                fresh.push(row);
+        // Every insert is sent before any answer is awaited: tokio-postgres
+        // pipelines them on the connection, so a batch costs about one round trip.
+        let inserts = rows.iter().map(|row| {
+            let insert = &insert;
+            let transaction = &transaction;
+            async move {
+                let tags = serde_json::to_string(&row.tags).map_err(from_json)?;
+                let numbers = [
+                    to_i64(row.prompt_tokens),
+                    to_i64(row.completion_tokens),
+                    to_i64(row.cached_tokens),
+                    row.spend.0,
+                    to_i64(row.latency_ms()),
+                ];
+                let times = [
+                    row.start_time.to_system_time(),
+                    row.end_time.to_system_time(),
+                ];
+                let first_token = row.time_to_first_token_ms.map(to_i64);
+                let status = row.status.as_str();
+                let params: [Param<'_>; 24] = [
+                    &row.request_id,
+                    &row.call_type,
+                    &row.key_hash,
+                    &row.key_alias,
+                    &row.user_id,
+                    &row.team_id,
+                    &row.organization_id,
+                    &row.model_group,
+                    &row.deployment_id,
+                    &row.provider,
+                    &row.model,
+                    &numbers[0],
+                    &numbers[1],
+                    &numbers[2],
+                    &numbers[3],
+                    &times[0],
+                    &times[1],
+                    &first_token,
+                    &status,
+                    &row.error_kind,
+                    &row.cache_hit,
+                    &tags,
+                    &row.end_user,
+                    &numbers[4],
+                ];
+                let inserted = transaction
+                    .execute(insert, &params)
+                    .await
+                    .map_err(from_postgres)?;
+                Ok::<_, StoreError>((inserted > 0).then_some(row))
             }
-        }
+        });
+        let fresh: Vec<&SpendLogRow> = futures_util::future::try_join_all(inserts)
+            .await?
+            .into_iter()
+            .flatten()
+            .collect();
         let upsert = transaction
             .prepare(
                 "INSERT INTO gateway_daily_spend (day, api_key, team_id, model_group, spend_nanos, prompt_tokens, \

@@ -271,3 +271,29 @@ fn key_record() -> KeyRecord {
     key.policy.budget_duration = Some(BudgetDuration::Days(1));
     key
 }
+
+#[tokio::test]
+async fn retention_prunes_rows_older_than_the_window() {
+    let store = InMemoryStore::new();
+    let day = 24 * support::HOUR;
+    let old = row("old", "sk-a", None, "m", DAY0, 1);
+    let recent = row("recent", "sk-a", None, "m", DAY0 + 29 * day, 1);
+    if let Err(error) = store.append_spend_logs(&[old, recent]).await {
+        panic!("append: {error}");
+    }
+    let now = Timestamp(DAY0 + 30 * day + 1);
+    let pruned = gateway_store::prune_spend_logs(&store, BudgetDuration::Days(30), now).await;
+    assert_eq!(pruned, Ok(1));
+    assert_eq!(stored_rows(&store).await, 1);
+}
+
+#[tokio::test]
+async fn without_a_database_url_the_sqlite_file_is_the_store() {
+    let file = support::TempDb::new();
+    let store = gateway_store::open_store(None, &file.0).await;
+    let Ok(store) = store else {
+        panic!("open: {store:?}")
+    };
+    assert!(format!("{store:?}").starts_with("SqliteStore"));
+    assert_eq!(store.ping().await, Ok(()));
+}
