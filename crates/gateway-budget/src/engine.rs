@@ -166,6 +166,8 @@ struct Ledger {
     requests: Window,
     tokens: Window,
     alerts: AlertFlags,
+    /// Spend settled since the counters were last taken for persisting.
+    unpersisted: NanoUsd,
     dirty: bool,
 }
 
@@ -233,6 +235,8 @@ impl BudgetEngine {
                 let (spend, mut reset_at) = counter(&ledger.record);
                 if duration_changed {
                     reset_at = record.policy().budget_duration.map(|d| d.next_reset(now));
+                    // A new period id: the store must take the whole spend.
+                    ledger.unpersisted = spend;
                     ledger.dirty = true;
                 }
                 ledger.record = record;
@@ -372,6 +376,7 @@ impl BudgetEngine {
             ledger.record.set_counter(spend + settlement.cost, reset_at);
             ledger.tokens.roll(now, config.rate_window);
             ledger.tokens.count = ledger.tokens.count.saturating_add(settlement.tokens);
+            ledger.unpersisted += settlement.cost;
             ledger.dirty |= settlement.cost != NanoUsd::ZERO;
             ledger.collect_alerts(&config.alert_thresholds_percent, now, &mut alerts);
         }
@@ -395,17 +400,18 @@ impl BudgetEngine {
             .sum()
     }
 
-    /// Counters changed since the last call, to persist. On a failed write
-    /// call [`BudgetEngine::mark_dirty`] so they are taken again.
+    /// Spend deltas and period changes since the last call, to persist with
+    /// `BudgetStore::save_counters`. On a failed write hand them back with
+    /// [`BudgetEngine::return_unsaved`].
     pub fn take_dirty(&self) -> Vec<SpendCounter> {
         let mut state = self.shared.lock();
         let mut counters = Vec::new();
         for (id, ledger) in state.ledgers.iter_mut().filter(|(_, l)| l.dirty) {
             ledger.dirty = false;
-            let (spend, budget_reset_at) = counter(&ledger.record);
+            let (_, budget_reset_at) = counter(&ledger.record);
             counters.push(SpendCounter {
                 id: id.clone(),
-                spend,
+                spend_delta: std::mem::take(&mut ledger.unpersisted),
                 budget_reset_at,
             });
         }
@@ -413,12 +419,36 @@ impl BudgetEngine {
         counters
     }
 
-    /// Marks counters as not yet persisted.
-    pub fn mark_dirty(&self, ids: &[EntityId]) {
+    /// Takes back counters whose write failed, so the next
+    /// [`BudgetEngine::take_dirty`] includes them. A delta whose period has
+    /// since been reset is dropped: that period's spend no longer matters.
+    pub fn return_unsaved(&self, counters: Vec<SpendCounter>) {
         let mut state = self.shared.lock();
-        for id in ids {
-            if let Some(ledger) = state.ledgers.get_mut(id) {
+        for returned in counters {
+            if let Some(ledger) = state.ledgers.get_mut(&returned.id) {
                 ledger.dirty = true;
+                if counter(&ledger.record).1 == returned.budget_reset_at {
+                    ledger.unpersisted += returned.spend_delta;
+                }
+            }
+        }
+    }
+
+    /// Folds in counters stored by other replicas (from
+    /// `BudgetStore::load_all`, called periodically by the server): in the
+    /// same period, spend becomes the stored spend plus what this replica
+    /// has not yet written. Records in another period are left alone.
+    pub fn refresh_counters(&self, stored: &[Entity]) {
+        let mut state = self.shared.lock();
+        for record in stored {
+            let Some(ledger) = state.ledgers.get_mut(&record.id()) else {
+                continue;
+            };
+            let stored_columns = record.columns();
+            let (_, reset_at) = counter(&ledger.record);
+            if stored_columns.budget_reset_at == reset_at {
+                let spend = stored_columns.spend + ledger.unpersisted;
+                ledger.record.set_counter(spend, reset_at);
             }
         }
     }
@@ -521,6 +551,7 @@ impl Ledger {
             requests: Window::default(),
             tokens: Window::default(),
             alerts: AlertFlags::default(),
+            unpersisted: NanoUsd::ZERO,
             dirty: false,
         }
     }
@@ -544,6 +575,8 @@ impl Ledger {
             None => {
                 self.record
                     .set_counter(spend, Some(duration.next_reset(now)));
+                // A new period id: the store must take the whole spend.
+                self.unpersisted = spend;
                 self.dirty = true;
                 false
             }
@@ -551,6 +584,7 @@ impl Ledger {
                 self.record
                     .set_counter(NanoUsd::ZERO, Some(duration.next_reset(now)));
                 self.alerts = AlertFlags::default();
+                self.unpersisted = NanoUsd::ZERO;
                 self.dirty = true;
                 true
             }

@@ -217,16 +217,42 @@ pub struct ListFilter {
     pub offset: u32,
 }
 
-/// A level's spend counter as persisted: absolute spend in the current
-/// period and the next reset.
+/// Spend to persist for one level: the spend added since the last write and
+/// the period it belongs to. Deltas, not absolute values, so that several
+/// gateway replicas writing to one database add up instead of overwriting
+/// each other. See [`SpendCounter::apply`] for how a store merges it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SpendCounter {
     /// Which record.
     pub id: EntityId,
-    /// Spend in the current period.
-    pub spend: NanoUsd,
-    /// When the current period ends.
+    /// Spend added since the last write, in the period ending at
+    /// `budget_reset_at`.
+    pub spend_delta: NanoUsd,
+    /// When the period of `spend_delta` ends; `None` for no budget period.
     pub budget_reset_at: Option<Timestamp>,
+}
+
+impl SpendCounter {
+    /// Merges this counter into a stored `(spend, budget_reset_at)`:
+    /// - same period: the delta is added;
+    /// - the counter's period is newer (the stored one ended): the stored
+    ///   spend is replaced by the delta and the new reset time is stored;
+    /// - the counter has no period: the delta is added and the period cleared;
+    /// - the counter's period is older (another replica already reset): the
+    ///   delta belongs to an ended period and is ignored.
+    pub fn apply(
+        &self,
+        spend: NanoUsd,
+        budget_reset_at: Option<Timestamp>,
+    ) -> (NanoUsd, Option<Timestamp>) {
+        match (self.budget_reset_at, budget_reset_at) {
+            (ours, stored) if ours == stored => (spend + self.spend_delta, stored),
+            (None, Some(_)) => (spend + self.spend_delta, None),
+            (Some(ours), None) => (self.spend_delta, Some(ours)),
+            (Some(ours), Some(stored)) if ours > stored => (self.spend_delta, Some(ours)),
+            (_, stored) => (spend, stored),
+        }
+    }
 }
 
 /// The fields of a record the store indexes, whatever its kind.
@@ -522,5 +548,34 @@ impl From<UserRecord> for Entity {
 impl From<OrgRecord> for Entity {
     fn from(value: OrgRecord) -> Self {
         Entity::Organization(value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_merge_by_period() {
+        let id = EntityId::Team("t".to_owned());
+        let check = |ours: Option<i64>, stored: Option<i64>, expected: (i64, Option<i64>)| {
+            let counter = SpendCounter {
+                id: id.clone(),
+                spend_delta: NanoUsd(5),
+                budget_reset_at: ours.map(Timestamp),
+            };
+            let (spend, reset_at) = counter.apply(NanoUsd(100), stored.map(Timestamp));
+            assert_eq!(
+                (spend.0, reset_at.map(|t| t.0)),
+                expected,
+                "ours {ours:?} stored {stored:?}"
+            );
+        };
+        check(None, None, (105, None));
+        check(Some(10), Some(10), (105, Some(10)));
+        check(Some(20), Some(10), (5, Some(20)));
+        check(Some(20), None, (5, Some(20)));
+        check(Some(10), Some(20), (100, Some(20)));
+        check(None, Some(20), (105, None));
     }
 }

@@ -130,7 +130,9 @@ impl BudgetStore for InMemoryStore {
         let mut state = self.lock()?;
         for counter in counters {
             if let Some(entity) = state.entities.get_mut(&counter.id) {
-                entity.set_counter(counter.spend, counter.budget_reset_at);
+                let columns = entity.columns();
+                let (spend, reset_at) = counter.apply(columns.spend, columns.budget_reset_at);
+                entity.set_counter(spend, reset_at);
             }
         }
         Ok(())

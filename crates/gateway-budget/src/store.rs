@@ -65,7 +65,9 @@ pub trait BudgetStore: Send + Sync + fmt::Debug + 'static {
         Ok(entity)
     }
 
-    /// Persists absolute spend counters and reset times. Unknown ids are skipped.
+    /// Adds spend deltas to the stored counters, merging periods as
+    /// [`SpendCounter::apply`] describes, atomically per counter. Unknown ids
+    /// are skipped.
     async fn save_counters(&self, counters: &[SpendCounter]) -> Result<(), StoreError>;
 
     /// Appends spend log rows and adds them to the daily aggregates in one

@@ -398,7 +398,7 @@ fn budgets_reset_on_schedule_and_the_reset_is_persisted() {
         counters,
         vec![SpendCounter {
             id: id.clone(),
-            spend: NanoUsd::ZERO,
+            spend_delta: NanoUsd::ZERO,
             budget_reset_at: Some(midnight.day().next().start())
         }]
     );
@@ -517,4 +517,45 @@ fn admin_updates_keep_live_spend() {
         denial(reserve(&engine, "sk-update", "m", NanoUsd::ZERO, now())).reason,
         DenyReason::UnknownKey
     ));
+}
+
+#[test]
+fn counters_carry_deltas_that_survive_a_failed_write() {
+    let mut record = key("sk-delta");
+    record.policy.budget_duration = Some(BudgetDuration::Days(1));
+    record.spend = usd(1.0);
+    record.budget_reset_at = Some(Timestamp(T0).day().next().start());
+    let engine = engine(vec![record.into()]);
+    let id = EntityId::Key(KeyHash::of_key("sk-delta"));
+    let spend_now = |amount: f64| {
+        let reservation = reserve(&engine, "sk-delta", "m", NanoUsd::ZERO, now());
+        let Ok(reservation) = reservation else {
+            panic!("refused")
+        };
+        let _ = settle(&engine, reservation, usd(amount), now());
+    };
+    spend_now(0.25);
+    spend_now(0.5);
+    let taken = engine.take_dirty();
+    assert_eq!(taken.len(), 1);
+    assert_eq!(taken[0].spend_delta, usd(0.75));
+    spend_now(0.125);
+    engine.return_unsaved(taken);
+    let again = engine.take_dirty();
+    assert_eq!(
+        again[0].spend_delta,
+        usd(0.875),
+        "the failed delta and the new spend"
+    );
+    assert_eq!(spend(&engine, &id), usd(1.875));
+
+    // Another replica wrote 2.0 more in the same period.
+    let Some(mut stored) = engine.get(&id) else {
+        panic!("missing")
+    };
+    let reset_at = stored.columns().budget_reset_at;
+    stored.set_counter(usd(3.875), reset_at);
+    spend_now(0.125);
+    engine.refresh_counters(&[stored]);
+    assert_eq!(spend(&engine, &id), usd(4.0));
 }

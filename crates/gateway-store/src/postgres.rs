@@ -441,12 +441,24 @@ impl BudgetStore for PostgresStore {
         for counter in counters {
             let table = entity_table(counter.id.level());
             let sql = format!(
-                "UPDATE {} SET spend_nanos = $1, budget_reset_at = $2 WHERE {} = $3",
+                "UPDATE {} SET spend_nanos = CASE \
+                 WHEN budget_reset_at IS NOT DISTINCT FROM $2 THEN spend_nanos + $1 \
+                 WHEN $2::timestamptz IS NULL THEN spend_nanos + $1 \
+                 WHEN budget_reset_at IS NULL OR budget_reset_at < $2 THEN $1 \
+                 ELSE spend_nanos END, \
+                 budget_reset_at = CASE \
+                 WHEN $2::timestamptz IS NULL THEN NULL \
+                 WHEN budget_reset_at IS NULL OR budget_reset_at < $2 THEN $2 \
+                 ELSE budget_reset_at END \
+                 WHERE {} = $3",
                 table.name, table.id
             );
             let reset_at = counter.budget_reset_at.map(Timestamp::to_system_time);
             transaction
-                .execute(&sql, &[&counter.spend.0, &reset_at, &counter.id.as_str()])
+                .execute(
+                    &sql,
+                    &[&counter.spend_delta.0, &reset_at, &counter.id.as_str()],
+                )
                 .await
                 .map_err(from_postgres)?;
         }

@@ -346,14 +346,23 @@ impl BudgetStore for SqliteStore {
             for counter in &counters {
                 let table = entity_table(counter.id.level());
                 let sql = format!(
-                    "UPDATE {} SET spend_nanos = ?1, budget_reset_at = ?2 WHERE {} = ?3",
+                    "UPDATE {} SET spend_nanos = CASE \
+                     WHEN budget_reset_at IS ?2 THEN spend_nanos + ?1 \
+                     WHEN ?2 IS NULL THEN spend_nanos + ?1 \
+                     WHEN budget_reset_at IS NULL OR budget_reset_at < ?2 THEN ?1 \
+                     ELSE spend_nanos END, \
+                     budget_reset_at = CASE \
+                     WHEN ?2 IS NULL THEN NULL \
+                     WHEN budget_reset_at IS NULL OR budget_reset_at < ?2 THEN ?2 \
+                     ELSE budget_reset_at END \
+                     WHERE {} = ?3",
                     table.name, table.id
                 );
                 transaction
                     .execute(
                         &sql,
                         params![
-                            counter.spend.0,
+                            counter.spend_delta.0,
                             counter.budget_reset_at.map(|t| t.0),
                             counter.id.as_str()
                         ],

@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use gateway_budget::{BudgetEngine, BudgetStore, EntityId, SpendLogRow, StoreError};
+use gateway_budget::{BudgetEngine, BudgetStore, SpendLogRow, StoreError};
 
 /// Writer settings.
 #[derive(Clone, Debug)]
@@ -365,8 +365,7 @@ impl Worker {
         if let Err(error) = self.store.save_counters(&counters).await {
             self.stats.counter_failures.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(%error, "spend counter write failed; will retry");
-            let ids: Vec<EntityId> = counters.into_iter().map(|counter| counter.id).collect();
-            engine.mark_dirty(&ids);
+            engine.return_unsaved(counters);
         }
     }
 

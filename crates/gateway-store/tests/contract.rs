@@ -44,6 +44,7 @@ async fn contract_suite(store: &dyn BudgetStore) {
     expect(store.ping().await, "ping");
     entities_round_trip(store).await;
     updates_keep_counters_and_lists_filter(store).await;
+    counters_merge_deltas_by_period(store).await;
     spend_logs_and_reports(store).await;
 }
 
@@ -115,12 +116,12 @@ async fn updates_keep_counters_and_lists_filter(store: &dyn BudgetStore) {
     let counters = [
         SpendCounter {
             id: id.clone(),
-            spend: NanoUsd(5_000),
+            spend_delta: NanoUsd(5_000),
             budget_reset_at: reset_at,
         },
         SpendCounter {
             id: EntityId::Team("ghost".to_owned()),
-            spend: NanoUsd(1),
+            spend_delta: NanoUsd(1),
             budget_reset_at: None,
         },
     ];
@@ -219,6 +220,39 @@ async fn updates_keep_counters_and_lists_filter(store: &dyn BudgetStore) {
     assert!(expect(store.delete(&id).await, "delete"));
     assert!(!expect(store.delete(&id).await, "delete again"));
     assert_eq!(expect(store.get(&id).await, "get"), None);
+}
+
+/// Deltas from several replicas add up within a period; a newer period
+/// replaces the stored spend; a delta from an ended period is ignored.
+async fn counters_merge_deltas_by_period(store: &dyn BudgetStore) {
+    let id = EntityId::Key(KeyHash::of_key("sk-b"));
+    let period = |days: i64| Some(Timestamp(DAY0 + days * 24 * HOUR));
+    let save = |delta: i64, reset_at: Option<Timestamp>| {
+        let counter = SpendCounter {
+            id: id.clone(),
+            spend_delta: NanoUsd(delta),
+            budget_reset_at: reset_at,
+        };
+        async move { expect(store.save_counters(&[counter]).await, "save counters") }
+    };
+    let stored = || async {
+        let entity = expect(store.get(&id).await, "get");
+        entity.map(|e| (e.columns().spend, e.columns().budget_reset_at))
+    };
+    save(100, period(1)).await;
+    save(20, period(1)).await;
+    save(3, period(1)).await;
+    assert_eq!(stored().await, Some((NanoUsd(123), period(1))));
+    save(7, period(2)).await;
+    assert_eq!(stored().await, Some((NanoUsd(7), period(2))));
+    save(1_000, period(1)).await;
+    assert_eq!(
+        stored().await,
+        Some((NanoUsd(7), period(2))),
+        "a stale period is ignored"
+    );
+    save(1, None).await;
+    assert_eq!(stored().await, Some((NanoUsd(8), None)));
 }
 
 async fn spend_logs_and_reports(store: &dyn BudgetStore) {
