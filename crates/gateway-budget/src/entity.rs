@@ -274,6 +274,10 @@ pub struct EntityColumns<'a> {
     pub spend: NanoUsd,
     /// When the current period ends.
     pub budget_reset_at: Option<Timestamp>,
+    /// Creation time.
+    pub created_at: Timestamp,
+    /// Last update time.
+    pub updated_at: Timestamp,
 }
 
 impl Level {
@@ -392,6 +396,8 @@ impl Entity {
                 blocked: key.policy.blocked,
                 spend: key.spend,
                 budget_reset_at: key.budget_reset_at,
+                created_at: key.created_at,
+                updated_at: key.updated_at,
             },
             Entity::Team(team) => EntityColumns {
                 id: &team.team_id,
@@ -402,6 +408,8 @@ impl Entity {
                 blocked: team.policy.blocked,
                 spend: team.spend,
                 budget_reset_at: team.budget_reset_at,
+                created_at: team.created_at,
+                updated_at: team.updated_at,
             },
             Entity::User(user) => EntityColumns {
                 id: &user.user_id,
@@ -412,6 +420,8 @@ impl Entity {
                 blocked: user.policy.blocked,
                 spend: user.spend,
                 budget_reset_at: user.budget_reset_at,
+                created_at: user.created_at,
+                updated_at: user.updated_at,
             },
             Entity::Organization(org) => EntityColumns {
                 id: &org.organization_id,
@@ -422,6 +432,8 @@ impl Entity {
                 blocked: org.policy.blocked,
                 spend: org.spend,
                 budget_reset_at: org.budget_reset_at,
+                created_at: org.created_at,
+                updated_at: org.updated_at,
             },
         }
     }

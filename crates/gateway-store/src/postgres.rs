@@ -223,15 +223,6 @@ fn spend_row_from_row(row: &Row) -> Result<SpendLogRow, tokio_postgres::Error> {
     })
 }
 
-fn created_updated(entity: &Entity) -> (Timestamp, Timestamp) {
-    match entity {
-        Entity::Key(key) => (key.created_at, key.updated_at),
-        Entity::Team(team) => (team.created_at, team.updated_at),
-        Entity::User(user) => (user.created_at, user.updated_at),
-        Entity::Organization(org) => (org.created_at, org.updated_at),
-    }
-}
-
 /// `$1, $2, ...` with the casts some columns need.
 fn entity_placeholders(names: &[&str]) -> String {
     names
@@ -303,7 +294,7 @@ impl BudgetStore for PostgresStore {
             .iter()
             .map(|owner| owner.value(&columns))
             .collect();
-        let (created, updated) = created_updated(entity);
+        let (created, updated) = (columns.created_at, columns.updated_at);
         let reset_at = columns.budget_reset_at.map(Timestamp::to_system_time);
         let (created, updated) = (created.to_system_time(), updated.to_system_time());
         let mut params: Vec<Param<'_>> = vec![&columns.id, &columns.alias];
@@ -333,7 +324,7 @@ impl BudgetStore for PostgresStore {
             .iter()
             .map(|owner| owner.value(&columns))
             .collect();
-        let updated = created_updated(entity).1.to_system_time();
+        let updated = columns.updated_at.to_system_time();
         let mut assignments = vec![format!("{} = $1", table.alias)];
         let mut params: Vec<Param<'_>> = vec![&columns.alias];
         for (owner, value) in table.owners.iter().zip(&owners) {

@@ -216,7 +216,7 @@ impl BudgetStore for SqliteStore {
             for owner in table.owners {
                 values.push(Box::new(owner.value(&columns).map(str::to_owned)));
             }
-            let (created, updated) = created_updated(&entity);
+            let (created, updated) = (columns.created_at, columns.updated_at);
             values.push(Box::new(columns.blocked));
             values.push(Box::new(columns.spend.0));
             values.push(Box::new(columns.budget_reset_at.map(|t| t.0)));
@@ -244,7 +244,7 @@ impl BudgetStore for SqliteStore {
                 values.push(Box::new(owner.value(&columns).map(str::to_owned)));
                 assignments.push(format!("{} = ?{}", owner.column(), values.len()));
             }
-            let (_, updated) = created_updated(&entity);
+            let updated = columns.updated_at;
             for (name, value) in [
                 (
                     "blocked",
@@ -533,14 +533,5 @@ impl BudgetStore for SqliteStore {
             Ok(deleted as u64)
         })
         .await
-    }
-}
-
-fn created_updated(entity: &Entity) -> (Timestamp, Timestamp) {
-    match entity {
-        Entity::Key(key) => (key.created_at, key.updated_at),
-        Entity::Team(team) => (team.created_at, team.updated_at),
-        Entity::User(user) => (user.created_at, user.updated_at),
-        Entity::Organization(org) => (org.created_at, org.updated_at),
     }
 }

@@ -409,14 +409,35 @@ async fn spend_logs_and_reports(store: &dyn BudgetStore) {
     };
     assert!(expect(store.spend_report(&empty).await, "empty report").is_empty());
 
+    let many: Vec<SpendLogRow> = (0..1_000)
+        .map(|i| {
+            row(
+                &format!("bulk-{i}"),
+                "sk-bulk",
+                None,
+                "bulk-model",
+                day1 + 3 * HOUR,
+                1,
+            )
+        })
+        .collect();
+    expect(store.append_spend_logs(&many).await, "append a large batch");
+    let bulk_key = Some(KeyHash::of_key("sk-bulk").as_str().to_owned());
+    let bulk = report(vec![ReportDimension::Model], bulk_key).await;
+    assert_eq!((bulk[0].spend, bulk[0].requests), (NanoUsd(1_000), 1_000));
+
     assert_eq!(
         expect(store.prune_spend_logs(Timestamp(day1)).await, "prune"),
         3
     );
-    assert_eq!(query(SpendLogQuery::default()).await, ["r5", "r4"]);
+    let remaining = SpendLogQuery {
+        key_hash: Some(KeyHash::of_key("sk-b").as_str().to_owned()),
+        ..Default::default()
+    };
+    assert_eq!(query(remaining).await, ["r5", "r4"]);
     assert_eq!(
         report(vec![], None).await[0].spend,
-        NanoUsd(3_100),
+        NanoUsd(4_100),
         "aggregates outlive pruned rows"
     );
 }
