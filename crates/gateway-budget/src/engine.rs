@@ -319,7 +319,7 @@ impl BudgetEngine {
             .iter()
             .find(|id| id.level() == Level::Team)
             .and_then(|id| state.ledgers.get(id))
-            .map(|ledger| ledger.record.policy().models.clone());
+            .map(|ledger| ledger.record.policy().models.as_slice());
         let groups = state
             .access_groups
             .get(request.model)
@@ -333,7 +333,7 @@ impl BudgetEngine {
                 continue;
             };
             if !personal_only {
-                ledger.check_model(request.model, groups, team_models.as_deref())?;
+                ledger.check_model(request.model, groups, team_models)?;
                 ledger.check_budget(request.estimate)?;
             }
             ledger.check_rates(now, window)?;

@@ -3,7 +3,6 @@
 
 use async_trait::async_trait;
 use std::collections::{BTreeMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use crate::entity::{Entity, EntityId, Level, ListFilter, SpendCounter};
@@ -18,7 +17,7 @@ use crate::time::Timestamp;
 #[derive(Debug, Default)]
 pub struct InMemoryStore {
     state: Mutex<MemoryState>,
-    unavailable: AtomicBool,
+    failure: Mutex<Option<StoreError>>,
 }
 
 #[derive(Debug, Default)]
@@ -38,14 +37,27 @@ impl InMemoryStore {
     /// Makes every call fail with [`StoreError::Unavailable`] (true) or
     /// succeed again (false), to test behaviour during outages.
     pub fn set_unavailable(&self, unavailable: bool) {
-        self.unavailable.store(unavailable, Ordering::SeqCst);
+        let failure = unavailable
+            .then(|| StoreError::Unavailable("the in-memory store is switched off".to_owned()));
+        self.fail_with(failure);
+    }
+
+    /// Makes every call fail with this error, or succeed again with `None`.
+    pub fn fail_with(&self, failure: Option<StoreError>) {
+        *self
+            .failure
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = failure;
     }
 
     fn lock(&self) -> Result<MutexGuard<'_, MemoryState>, StoreError> {
-        if self.unavailable.load(Ordering::SeqCst) {
-            return Err(StoreError::Unavailable(
-                "the in-memory store is switched off".to_owned(),
-            ));
+        let failure = self
+            .failure
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
+        if let Some(failure) = failure {
+            return Err(failure);
         }
         Ok(self
             .state

@@ -559,3 +559,11 @@ fn counters_carry_deltas_that_survive_a_failed_write() {
     engine.refresh_counters(&[stored]);
     assert_eq!(spend(&engine, &id), usd(4.0));
 }
+
+#[test]
+fn engine_and_reservations_cross_threads_and_awaits() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    fn assert_send<T: Send>() {}
+    assert_send_sync::<BudgetEngine>();
+    assert_send::<Reservation>();
+}

@@ -37,6 +37,10 @@ pub struct SpendWriterConfig {
     pub max_backoff: Duration,
     /// How long [`SpendWriter::shutdown`] keeps retrying before giving up.
     pub shutdown_timeout: Duration,
+    /// Consecutive refusals (errors other than [`StoreError::Unavailable`])
+    /// after which the oldest batch is dropped, so one bad batch cannot
+    /// block every later row. Default 5.
+    pub max_rejections: u32,
 }
 
 /// Counters the server exports as metrics. All plain atomics.
@@ -80,6 +84,7 @@ struct Worker {
     stats: Arc<SpendWriterStats>,
     pending: VecDeque<SpendLogRow>,
     backoff: Duration,
+    rejections: u32,
     flushes: watch::Sender<u64>,
 }
 
@@ -93,6 +98,7 @@ impl Default for SpendWriterConfig {
             initial_backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(30),
             shutdown_timeout: Duration::from_secs(10),
+            max_rejections: 5,
         }
     }
 }
@@ -189,6 +195,7 @@ impl SpendWriter {
             store,
             engine,
             backoff: config.initial_backoff,
+            rejections: 0,
             config,
             stats: Arc::clone(&stats),
             pending: VecDeque::new(),
@@ -329,10 +336,21 @@ impl Worker {
     async fn flush_all(&mut self) -> Result<usize, StoreError> {
         let result = self.write_everything().await;
         match &result {
-            Ok(_) => self.backoff = self.config.initial_backoff,
+            Ok(_) => {
+                self.backoff = self.config.initial_backoff;
+                self.rejections = 0;
+            }
             Err(error) => {
                 self.stats.flush_failures.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(%error, buffered = self.pending.len(), "spend log write failed; will retry");
+                if matches!(error, StoreError::Unavailable(_)) {
+                    self.rejections = 0;
+                } else {
+                    self.rejections += 1;
+                    if self.rejections >= self.config.max_rejections {
+                        self.drop_oldest_batch();
+                    }
+                }
             }
         }
         self.flushes.send_modify(|count| *count += 1);
@@ -354,6 +372,20 @@ impl Worker {
                 .store(self.pending.len() as u64, Ordering::Relaxed);
         }
         Ok(written)
+    }
+
+    fn drop_oldest_batch(&mut self) {
+        let size = self.pending.len().min(self.config.max_batch_rows.max(1));
+        self.pending.drain(..size);
+        self.rejections = 0;
+        self.stats.dropped.fetch_add(size as u64, Ordering::Relaxed);
+        self.stats
+            .buffered
+            .store(self.pending.len() as u64, Ordering::Relaxed);
+        tracing::error!(
+            dropped = size,
+            "the database keeps refusing a spend log batch; dropping it"
+        );
     }
 
     async fn write_counters(&mut self) {

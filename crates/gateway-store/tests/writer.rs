@@ -24,6 +24,7 @@ fn config() -> SpendWriterConfig {
         initial_backoff: Duration::from_millis(500),
         max_backoff: Duration::from_secs(8),
         shutdown_timeout: Duration::from_secs(5),
+        max_rejections: 5,
     }
 }
 
@@ -296,4 +297,32 @@ async fn without_a_database_url_the_sqlite_file_is_the_store() {
     };
     assert!(format!("{store:?}").starts_with("SqliteStore"));
     assert_eq!(store.ping().await, Ok(()));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_batch_the_database_keeps_refusing_is_dropped_so_later_rows_flow() {
+    let store = Arc::new(InMemoryStore::new());
+    store.fail_with(Some(StoreError::Database("value out of range".to_owned())));
+    let writer = SpendWriter::start(
+        store.clone(),
+        None,
+        SpendWriterConfig {
+            max_rejections: 2,
+            max_batch_rows: 2,
+            ..config()
+        },
+    );
+    for row in rows(3) {
+        assert!(writer.handle().submit(row));
+    }
+    assert!(writer.handle().flush().await.is_err());
+    assert_eq!(writer.stats().buffered(), 3, "one refusal is retried");
+    assert!(writer.handle().flush().await.is_err());
+    assert_eq!(
+        (writer.stats().buffered(), writer.stats().dropped()),
+        (1, 2)
+    );
+    store.fail_with(None);
+    assert_eq!(writer.handle().flush().await, Ok(1));
+    assert_eq!(writer.shutdown().await, 0);
 }
