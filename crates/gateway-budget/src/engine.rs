@@ -196,7 +196,8 @@ impl Default for EngineConfig {
 impl BudgetEngine {
     /// Builds the engine from every stored record (see
     /// `BudgetStore::load_all`). Budget periods that ended while the gateway
-    /// was down are reset at the first use or sweep.
+    /// was down are reset here, and the resets are reported by
+    /// [`BudgetEngine::take_dirty`] for persisting.
     pub fn new(config: EngineConfig, records: Vec<Entity>, now: Timestamp) -> Self {
         let mut config = config;
         config
