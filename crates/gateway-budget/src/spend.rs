@@ -1,0 +1,286 @@
+//! Spend log rows, queries over them, and the daily aggregates reports use.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+use gateway_types::NanoUsd;
+
+use crate::time::{Day, Timestamp};
+
+/// One request's record (`LiteLLM_SpendLogs`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpendLogRow {
+    /// Upstream response id or the gateway's call id; unique.
+    pub request_id: String,
+    /// `acompletion`, `aembedding`, ...
+    pub call_type: String,
+    /// Hash of the caller's key (`api_key` column); empty for the master key.
+    pub key_hash: String,
+    /// The key's alias.
+    pub key_alias: Option<String>,
+    /// The key's user.
+    pub user_id: Option<String>,
+    /// The key's team.
+    pub team_id: Option<String>,
+    /// The key's organization.
+    pub organization_id: Option<String>,
+    /// The public model alias (`model_group`).
+    pub model_group: String,
+    /// The deployment that served the request (`model_id`).
+    pub deployment_id: Option<String>,
+    /// The provider (`custom_llm_provider`).
+    pub provider: Option<String>,
+    /// The model as called upstream (`model`).
+    pub model: String,
+    /// Input tokens, cached ones included.
+    pub prompt_tokens: u64,
+    /// Output tokens.
+    pub completion_tokens: u64,
+    /// Input tokens served from the provider's cache.
+    pub cached_tokens: u64,
+    /// Cost.
+    pub spend: NanoUsd,
+    /// When the request arrived.
+    pub start_time: Timestamp,
+    /// When the response finished.
+    pub end_time: Timestamp,
+    /// Time to first token in milliseconds, for streams.
+    pub time_to_first_token_ms: Option<u64>,
+    /// Success or failure.
+    pub status: SpendStatus,
+    /// The error kind of a failed request.
+    pub error_kind: Option<String>,
+    /// Served from the gateway's cache.
+    pub cache_hit: bool,
+    /// Request and key tags.
+    pub tags: Vec<String>,
+    /// The end user (`user` field or header).
+    pub end_user: Option<String>,
+}
+
+/// Outcome of a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SpendStatus {
+    /// `success`.
+    Success,
+    /// `failure`.
+    Failure,
+}
+
+/// Filters for reading spend logs; `None` fields do not filter. Newest first.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SpendLogQuery {
+    /// Key hash.
+    pub key_hash: Option<String>,
+    /// Team.
+    pub team_id: Option<String>,
+    /// User.
+    pub user_id: Option<String>,
+    /// Model alias.
+    pub model_group: Option<String>,
+    /// Requests started at or after.
+    pub start: Option<Timestamp>,
+    /// Requests started before.
+    pub end: Option<Timestamp>,
+    /// At most this many rows; `None` means all.
+    pub limit: Option<u32>,
+}
+
+/// What a spend report groups by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ReportDimension {
+    /// UTC day.
+    Day,
+    /// Key hash.
+    Key,
+    /// Team.
+    Team,
+    /// Model alias.
+    Model,
+}
+
+/// A spend report over whole UTC days, from the daily aggregates.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SpendReportQuery {
+    /// First day, inclusive.
+    pub start_day: Day,
+    /// Last day, inclusive.
+    pub end_day: Day,
+    /// Grouping; empty gives one total row.
+    pub group_by: Vec<ReportDimension>,
+    /// Only this key.
+    pub key_hash: Option<String>,
+    /// Only this team.
+    pub team_id: Option<String>,
+}
+
+/// One group of a spend report. Fields not grouped by are `None`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpendReportRow {
+    /// The day, when grouped by day.
+    pub day: Option<Day>,
+    /// The key hash, when grouped by key.
+    pub key_hash: Option<String>,
+    /// The team (empty for no team), when grouped by team.
+    pub team_id: Option<String>,
+    /// The model alias, when grouped by model.
+    pub model_group: Option<String>,
+    /// Total cost.
+    pub spend: NanoUsd,
+    /// Input tokens.
+    pub prompt_tokens: u64,
+    /// Output tokens.
+    pub completion_tokens: u64,
+    /// Requests.
+    pub requests: u64,
+}
+
+/// The identity of a daily aggregate row.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DailyKey {
+    /// UTC day of `start_time`.
+    pub day: Day,
+    /// Key hash.
+    pub key_hash: String,
+    /// Team, empty for none.
+    pub team_id: String,
+    /// Model alias.
+    pub model_group: String,
+}
+
+/// Totals of a daily aggregate row.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DailyTotals {
+    /// Cost.
+    pub spend: NanoUsd,
+    /// Input tokens.
+    pub prompt_tokens: u64,
+    /// Output tokens.
+    pub completion_tokens: u64,
+    /// Requests.
+    pub requests: u64,
+}
+
+impl SpendStatus {
+    /// `success` or `failure`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SpendStatus::Success => "success",
+            SpendStatus::Failure => "failure",
+        }
+    }
+
+    /// Parses [`SpendStatus::as_str`]; anything else is a failure.
+    pub fn parse(text: &str) -> SpendStatus {
+        if text == "success" {
+            SpendStatus::Success
+        } else {
+            SpendStatus::Failure
+        }
+    }
+}
+
+impl SpendLogRow {
+    /// End time minus start time, in milliseconds.
+    pub fn latency_ms(&self) -> u64 {
+        u64::try_from(self.end_time.0.saturating_sub(self.start_time.0)).unwrap_or(0)
+    }
+
+    /// The aggregate row this log row counts towards.
+    pub fn daily_key(&self) -> DailyKey {
+        DailyKey {
+            day: self.start_time.day(),
+            key_hash: self.key_hash.clone(),
+            team_id: self.team_id.clone().unwrap_or_default(),
+            model_group: self.model_group.clone(),
+        }
+    }
+
+    /// True when the row passes the query's filters.
+    pub fn matches(&self, query: &SpendLogQuery) -> bool {
+        let check = |wanted: &Option<String>, actual: Option<&str>| {
+            wanted.as_deref().is_none_or(|w| actual == Some(w))
+        };
+        check(&query.key_hash, Some(&self.key_hash))
+            && check(&query.team_id, self.team_id.as_deref())
+            && check(&query.user_id, self.user_id.as_deref())
+            && check(&query.model_group, Some(&self.model_group))
+            && query.start.is_none_or(|start| self.start_time >= start)
+            && query.end.is_none_or(|end| self.start_time < end)
+    }
+}
+
+impl DailyTotals {
+    /// Adds one row.
+    pub fn add_row(&mut self, row: &SpendLogRow) {
+        self.spend += row.spend;
+        self.prompt_tokens = self.prompt_tokens.saturating_add(row.prompt_tokens);
+        self.completion_tokens = self.completion_tokens.saturating_add(row.completion_tokens);
+        self.requests = self.requests.saturating_add(1);
+    }
+
+    /// Adds another total.
+    pub fn add(&mut self, other: &DailyTotals) {
+        self.spend += other.spend;
+        self.prompt_tokens = self.prompt_tokens.saturating_add(other.prompt_tokens);
+        self.completion_tokens = self
+            .completion_tokens
+            .saturating_add(other.completion_tokens);
+        self.requests = self.requests.saturating_add(other.requests);
+    }
+}
+
+/// Day, key, team and model of a report row; `None` where not grouped.
+type ReportGroup = (Option<Day>, Option<String>, Option<String>, Option<String>);
+
+/// Sums rows into daily aggregates (what a batch adds to the aggregate table).
+pub fn aggregate_rows<'a>(
+    rows: impl IntoIterator<Item = &'a SpendLogRow>,
+) -> BTreeMap<DailyKey, DailyTotals> {
+    let mut totals: BTreeMap<DailyKey, DailyTotals> = BTreeMap::new();
+    for row in rows {
+        totals.entry(row.daily_key()).or_default().add_row(row);
+    }
+    totals
+}
+
+/// Groups daily aggregates into report rows (used by stores without SQL),
+/// ordered by the grouped fields.
+pub fn group_report<'a>(
+    daily: impl IntoIterator<Item = (&'a DailyKey, &'a DailyTotals)>,
+    query: &SpendReportQuery,
+) -> Vec<SpendReportRow> {
+    let has = |dimension| query.group_by.contains(&dimension);
+    let mut groups: BTreeMap<ReportGroup, DailyTotals> = BTreeMap::new();
+    for (key, totals) in daily {
+        let in_range = key.day >= query.start_day && key.day <= query.end_day;
+        let key_ok = query.key_hash.as_deref().is_none_or(|k| k == key.key_hash);
+        let team_ok = query.team_id.as_deref().is_none_or(|t| t == key.team_id);
+        if !(in_range && key_ok && team_ok) {
+            continue;
+        }
+        let group = (
+            has(ReportDimension::Day).then_some(key.day),
+            has(ReportDimension::Key).then(|| key.key_hash.clone()),
+            has(ReportDimension::Team).then(|| key.team_id.clone()),
+            has(ReportDimension::Model).then(|| key.model_group.clone()),
+        );
+        groups.entry(group).or_default().add(totals);
+    }
+    groups
+        .into_iter()
+        .map(
+            |((day, key_hash, team_id, model_group), totals)| SpendReportRow {
+                day,
+                key_hash,
+                team_id,
+                model_group,
+                spend: totals.spend,
+                prompt_tokens: totals.prompt_tokens,
+                completion_tokens: totals.completion_tokens,
+                requests: totals.requests,
+            },
+        )
+        .collect()
+}
