@@ -88,7 +88,9 @@ impl InFlight {
         };
         let now = now();
         let (engine, deployment) = (&self.shared.engine, self.deployment);
-        with_table(&*self.shared.state, |table| engine.record(table, deployment, &outcome, now));
+        with_table(&*self.shared.state, |table| {
+            engine.record(table, deployment, &outcome, now)
+        });
     }
 }
 
@@ -109,7 +111,11 @@ pub(crate) struct Peeked {
 pub(crate) fn commit(peeked: Peeked, guard: InFlight) -> ChunkStream {
     guard.first_chunk();
     Box::pin(CommittedStream {
-        tokens: peeked.first.usage.as_ref().map_or(0, |usage| usage.total_tokens),
+        tokens: peeked
+            .first
+            .usage
+            .as_ref()
+            .map_or(0, |usage| usage.total_tokens),
         first: Some(peeked.first),
         rest: peeked.rest,
         guard,

@@ -221,18 +221,23 @@ impl Engine {
                     deployment.id
                 )));
             }
-            let group = *index.entry(deployment.model_name.clone()).or_insert_with(|| {
-                groups.push(Group {
-                    name: deployment.model_name.clone(),
-                    members: Vec::new(),
-                    tiers: Vec::new(),
-                    deployments: Vec::new(),
-                    has_default_tag: false,
+            let group = *index
+                .entry(deployment.model_name.clone())
+                .or_insert_with(|| {
+                    groups.push(Group {
+                        name: deployment.model_name.clone(),
+                        members: Vec::new(),
+                        tiers: Vec::new(),
+                        deployments: Vec::new(),
+                        has_default_tag: false,
+                    });
+                    GroupId(groups.len() - 1)
                 });
-                GroupId(groups.len() - 1)
-            });
             let settings = &deployment.settings;
-            let cost = match (settings.input_cost_per_token, settings.output_cost_per_token) {
+            let cost = match (
+                settings.input_cost_per_token,
+                settings.output_cost_per_token,
+            ) {
                 (None, None) => UNKNOWN_COST,
                 (input, output) => input.unwrap_or(0.0) + output.unwrap_or(0.0),
             };
@@ -240,7 +245,11 @@ impl Engine {
             let group = &mut groups[group.0];
             group.members.push(entries.len());
             group.deployments.push(Arc::clone(&deployment));
-            group.has_default_tag |= deployment.settings.tags.iter().any(|tag| tag == DEFAULT_TAG);
+            group.has_default_tag |= deployment
+                .settings
+                .tags
+                .iter()
+                .any(|tag| tag == DEFAULT_TAG);
             entries.push(Entry {
                 slot: table.slot(&deployment.id),
                 deployment,
@@ -255,10 +264,13 @@ impl Engine {
                     group.members.len()
                 )));
             }
-            group.members.sort_by_key(|&entry| entries[entry].deployment.settings.order);
+            group
+                .members
+                .sort_by_key(|&entry| entries[entry].deployment.settings.order);
             let mut start = 0;
             for position in 1..=group.members.len() {
-                let order = |position: usize| entries[group.members[position]].deployment.settings.order;
+                let order =
+                    |position: usize| entries[group.members[position]].deployment.settings.order;
                 if position == group.members.len() || order(position) != order(start) {
                     group.tiers.push(start..position);
                     start = position;
@@ -397,7 +409,13 @@ impl Engine {
     }
 
     /// Records how an attempt went: latencies, failure counts, cooldowns.
-    pub fn record(&self, table: &mut StatsTable, deployment: usize, outcome: &Outcome, now: Instant) {
+    pub fn record(
+        &self,
+        table: &mut StatsTable,
+        deployment: usize,
+        outcome: &Outcome,
+        now: Instant,
+    ) {
         let entry = &self.entries[deployment];
         let Some(stats) = table.get_mut(entry.slot) else {
             return;
@@ -464,28 +482,46 @@ impl Engine {
         let floor = self.settings.retry_after;
         let group_ref = &self.groups[group.0];
         if let Ok(filter) = self.tag_filter(group_ref, request.tags) {
-            let other_available = group_ref.tiers.iter().skip(request.min_tier).flat_map(Clone::clone).any(|position| {
-                position != failed.position
-                    && self.admit(table, group_ref.members[position], filter, request, now) == Admission::Yes
-            });
+            let other_available = group_ref
+                .tiers
+                .iter()
+                .skip(request.min_tier)
+                .flat_map(Clone::clone)
+                .any(|position| {
+                    position != failed.position
+                        && self.admit(table, group_ref.members[position], filter, request, now)
+                            == Admission::Yes
+                });
             if other_available {
                 return floor;
             }
         }
-        if let Some(retry_after) = error.retry_after.filter(|wait| *wait <= MAX_HONOURED_RETRY_AFTER) {
+        if let Some(retry_after) = error
+            .retry_after
+            .filter(|wait| *wait <= MAX_HONOURED_RETRY_AFTER)
+        {
             return retry_after.max(floor);
         }
-        let exponential = (INITIAL_RETRY_DELAY * 2f64.powi(retry.min(16) as i32)).min(MAX_RETRY_DELAY);
+        let exponential =
+            (INITIAL_RETRY_DELAY * 2f64.powi(retry.min(16) as i32)).min(MAX_RETRY_DELAY);
         let jitter = 1.0 - 0.25 * rng.next_f64();
         Duration::from_secs_f64(exponential * jitter).max(floor)
     }
 
-    fn tag_filter<'a>(&self, group: &Group, tags: &'a [String]) -> Result<TagFilter<'a>, RouterError> {
+    fn tag_filter<'a>(
+        &self,
+        group: &Group,
+        tags: &'a [String],
+    ) -> Result<TagFilter<'a>, RouterError> {
         if !self.settings.enable_tag_filtering {
             return Ok(TagFilter::All);
         }
         if tags.is_empty() {
-            return Ok(if group.has_default_tag { TagFilter::Default } else { TagFilter::All });
+            return Ok(if group.has_default_tag {
+                TagFilter::Default
+            } else {
+                TagFilter::All
+            });
         }
         let matching = TagFilter::Matching(tags);
         if group
@@ -530,7 +566,11 @@ impl Engine {
         if let Some(end) = usage.end().filter(|end| now < *end) {
             let over_rpm = settings.rpm.is_some_and(|rpm| usage.count >= rpm);
             let over_tpm = settings.tpm.is_some_and(|tpm| {
-                usage.tokens > 0 && usage.tokens.saturating_add(request.input_tokens.unwrap_or(0)) > tpm
+                usage.tokens > 0
+                    && usage
+                        .tokens
+                        .saturating_add(request.input_tokens.unwrap_or(0))
+                        > tpm
                     || usage.tokens >= tpm
             });
             if over_rpm || over_tpm {
@@ -564,9 +604,15 @@ impl Blocked {
     fn add(&mut self, admission: Admission) {
         match admission {
             Admission::Yes | Admission::Tags => {}
-            Admission::Context(max) => self.context = Some(self.context.map_or(max, |seen| seen.max(max))),
-            Admission::Cooling(until) => self.cooling = Some(self.cooling.map_or(until, |seen| seen.min(until))),
-            Admission::Limited(until) => self.limited = Some(self.limited.map_or(until, |seen| seen.min(until))),
+            Admission::Context(max) => {
+                self.context = Some(self.context.map_or(max, |seen| seen.max(max)))
+            }
+            Admission::Cooling(until) => {
+                self.cooling = Some(self.cooling.map_or(until, |seen| seen.min(until)))
+            }
+            Admission::Limited(until) => {
+                self.limited = Some(self.limited.map_or(until, |seen| seen.min(until)))
+            }
         }
     }
 

@@ -28,8 +28,12 @@ impl Engine {
             })
         };
         let found = match kind {
-            FallbackKind::ContextWindow => lookup(&settings.context_window_fallbacks, group).or_else(general),
-            FallbackKind::ContentPolicy => lookup(&settings.content_policy_fallbacks, group).or_else(general),
+            FallbackKind::ContextWindow => {
+                lookup(&settings.context_window_fallbacks, group).or_else(general)
+            }
+            FallbackKind::ContentPolicy => {
+                lookup(&settings.content_policy_fallbacks, group).or_else(general)
+            }
             FallbackKind::General => general(),
         };
         found.unwrap_or(&[])

@@ -44,6 +44,6 @@ pub use fallback::ANY_GROUP;
 pub use router::{Router, RouterBuilder};
 pub use state::{DeploymentStats, FastRng, MemoryState, Rng, RouterState, StatsTable};
 pub use types::{
-    AttemptError, Deployment, DeploymentSettings, FallbackMap, RequestOptions, RetryPolicy, RouteFailure,
-    RouteReport, Routed, RouterError, RouterSettings, RoutingStrategy, Tokenizer,
+    AttemptError, Deployment, DeploymentSettings, FallbackMap, RequestOptions, RetryPolicy,
+    RouteFailure, RouteReport, Routed, RouterError, RouterSettings, RoutingStrategy, Tokenizer,
 };

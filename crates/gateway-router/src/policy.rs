@@ -30,23 +30,27 @@ pub(crate) fn retry(kind: ErrorKind) -> Retry {
         | ErrorKind::InvalidResponse => Retry::Yes,
         ErrorKind::Auth => Retry::IfOtherDeploymentOrPolicy,
         ErrorKind::ContentFiltered => Retry::IfPolicy,
-        ErrorKind::BadRequest | ErrorKind::ContextWindowExceeded | ErrorKind::NotFound | ErrorKind::Unsupported => {
-            Retry::No
-        }
+        ErrorKind::BadRequest
+        | ErrorKind::ContextWindowExceeded
+        | ErrorKind::NotFound
+        | ErrorKind::Unsupported => Retry::No,
     }
 }
 
 /// The retry policy's count for the class of `kind`, if it sets one.
 pub(crate) fn policy_retries(policy: &RetryPolicy, kind: ErrorKind) -> Option<u32> {
     match kind {
-        ErrorKind::BadRequest | ErrorKind::ContextWindowExceeded | ErrorKind::Unsupported => policy.bad_request,
+        ErrorKind::BadRequest | ErrorKind::ContextWindowExceeded | ErrorKind::Unsupported => {
+            policy.bad_request
+        }
         ErrorKind::Auth => policy.authentication,
         ErrorKind::Timeout => policy.timeout,
         ErrorKind::RateLimited => policy.rate_limit,
         ErrorKind::ContentFiltered => policy.content_policy_violation,
-        ErrorKind::Connect | ErrorKind::Overloaded | ErrorKind::Upstream | ErrorKind::InvalidResponse => {
-            policy.internal_server_error
-        }
+        ErrorKind::Connect
+        | ErrorKind::Overloaded
+        | ErrorKind::Upstream
+        | ErrorKind::InvalidResponse => policy.internal_server_error,
         ErrorKind::NotFound => None,
     }
 }
@@ -71,9 +75,10 @@ pub(crate) fn cooldown(kind: ErrorKind) -> Cooldown {
         | ErrorKind::Overloaded
         | ErrorKind::Upstream
         | ErrorKind::InvalidResponse => Cooldown::Count,
-        ErrorKind::BadRequest | ErrorKind::ContextWindowExceeded | ErrorKind::ContentFiltered | ErrorKind::Unsupported => {
-            Cooldown::None
-        }
+        ErrorKind::BadRequest
+        | ErrorKind::ContextWindowExceeded
+        | ErrorKind::ContentFiltered
+        | ErrorKind::Unsupported => Cooldown::None,
     }
 }
 

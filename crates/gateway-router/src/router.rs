@@ -7,11 +7,14 @@ use crate::policy::{self, Retry};
 use crate::state::{with_table, FastRng, MemoryState, Rng, RouterState, StatsTable};
 use crate::tokens;
 use crate::types::{
-    AttemptError, Deployment, RequestOptions, RouteFailure, RouteReport, Routed, RouterError, RouterSettings,
+    AttemptError, Deployment, RequestOptions, RouteFailure, RouteReport, Routed, RouterError,
+    RouterSettings,
 };
 use futures_util::StreamExt;
 use gateway_providers::{ChunkStream, ErrorKind, ProviderError};
-use gateway_types::{ChatRequest, ChatResponse, EmbeddingsRequest, EmbeddingsResponse, Message, ModelName, Role};
+use gateway_types::{
+    ChatRequest, ChatResponse, EmbeddingsRequest, EmbeddingsResponse, Message, ModelName, Role,
+};
 use std::borrow::Cow;
 use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -55,8 +58,14 @@ impl RouterBuilder {
     pub fn build(self) -> Result<Router, RouterError> {
         let state = self.state.unwrap_or_else(|| Arc::new(MemoryState::new()));
         let (settings, deployments) = (self.settings, self.deployments);
-        let engine = with_table(&*state, |table: &mut StatsTable| Engine::new(settings, deployments, table))
-            .unwrap_or_else(|| Err(RouterError::InvalidConfig("the router state did not answer".to_owned())))?;
+        let engine = with_table(&*state, |table: &mut StatsTable| {
+            Engine::new(settings, deployments, table)
+        })
+        .unwrap_or_else(|| {
+            Err(RouterError::InvalidConfig(
+                "the router state did not answer".to_owned(),
+            ))
+        })?;
         Ok(Router {
             shared: Arc::new(Shared { engine, state }),
             rng: Mutex::new(self.rng.unwrap_or_else(|| Box::new(FastRng::default()))),
@@ -78,7 +87,10 @@ enum GroupEnd {
     Stop(RouterError),
     /// The group failed; fallbacks may follow. `tier` is the highest tier
     /// that was called, if any was.
-    Failed { error: RouterError, tier: Option<usize> },
+    Failed {
+        error: RouterError,
+        tier: Option<usize>,
+    },
 }
 
 /// Per-request facts shared by every group the request visits.
@@ -95,7 +107,10 @@ impl Router {
     /// `model_name` form a group; groups are listed in the order their first
     /// deployment appears. Fails on an invalid configuration (see
     /// [`Engine::new`]).
-    pub fn new(settings: RouterSettings, deployments: Vec<Deployment>) -> Result<Self, RouterError> {
+    pub fn new(
+        settings: RouterSettings,
+        deployments: Vec<Deployment>,
+    ) -> Result<Self, RouterError> {
         Self::builder(settings, deployments).build()
     }
 
@@ -117,7 +132,9 @@ impl Router {
         deployments: Vec<Deployment>,
         previous: &Router,
     ) -> Result<Self, RouterError> {
-        Self::builder(settings, deployments).state(previous.state()).build()
+        Self::builder(settings, deployments)
+            .state(previous.state())
+            .build()
     }
 
     /// The statistics store, to share with a rebuilt router.
@@ -148,7 +165,9 @@ impl Router {
     /// The deployments of a group, in configuration order.
     pub fn deployments(&self, name: &str) -> Option<&[Arc<Deployment>]> {
         let engine = &self.shared.engine;
-        engine.group(name).map(|group| engine.group_deployments(group))
+        engine
+            .group(name)
+            .map(|group| engine.group_deployments(group))
     }
 
     /// A non-stream chat completion.
@@ -164,11 +183,17 @@ impl Router {
             false,
             count,
             |deployment| async move {
-                let request = with_system_prompt(request, deployment.settings.system_prompt.as_deref());
+                let request =
+                    with_system_prompt(request, deployment.settings.system_prompt.as_deref());
                 deployment.provider.chat(&request, &options.call).await
             },
             |response: ChatResponse, guard| {
-                guard.succeed(response.usage.as_ref().map_or(0, |usage| usage.total_tokens));
+                guard.succeed(
+                    response
+                        .usage
+                        .as_ref()
+                        .map_or(0, |usage| usage.total_tokens),
+                );
                 response
             },
         )
@@ -192,10 +217,17 @@ impl Router {
             true,
             count,
             |deployment| async move {
-                let request = with_system_prompt(request, deployment.settings.system_prompt.as_deref());
-                let mut stream = deployment.provider.chat_stream(&request, &options.call).await?;
+                let request =
+                    with_system_prompt(request, deployment.settings.system_prompt.as_deref());
+                let mut stream = deployment
+                    .provider
+                    .chat_stream(&request, &options.call)
+                    .await?;
                 match stream.next().await {
-                    Some(Ok(first)) => Ok(Peeked { first, rest: stream }),
+                    Some(Ok(first)) => Ok(Peeked {
+                        first,
+                        rest: stream,
+                    }),
                     Some(Err(error)) => Err(error),
                     None => Err(ProviderError::new(
                         ErrorKind::InvalidResponse,
@@ -230,7 +262,10 @@ impl Router {
     }
 
     /// Runs the engine with its table and random source, briefly locked.
-    fn with_engine<R>(&self, f: impl FnOnce(&Engine, &mut StatsTable, &mut dyn Rng) -> R) -> Option<R> {
+    fn with_engine<R>(
+        &self,
+        f: impl FnOnce(&Engine, &mut StatsTable, &mut dyn Rng) -> R,
+    ) -> Option<R> {
         let shared = &*self.shared;
         with_table(&*shared.state, |table| {
             let mut rng = self.rng.lock().unwrap_or_else(PoisonError::into_inner);
@@ -301,11 +336,26 @@ impl Router {
                 && (!pending.is_empty()
                     || min_tier + 1 < engine.tier_count(group)
                     || !engine
-                        .fallbacks(engine.group_name(group).as_str(), policy::FallbackKind::General)
+                        .fallbacks(
+                            engine.group_name(group).as_str(),
+                            policy::FallbackKind::General,
+                        )
                         .is_empty()
-                    || (requested == Some(group) && options.fallbacks.as_ref().is_some_and(|list| !list.is_empty())));
+                    || (requested == Some(group)
+                        && options
+                            .fallbacks
+                            .as_ref()
+                            .is_some_and(|list| !list.is_empty())));
             let (error, tier) = match self
-                .run_group(group, min_tier, can_fall_back, &run, &mut report, &call, &settle)
+                .run_group(
+                    group,
+                    min_tier,
+                    can_fall_back,
+                    &run,
+                    &mut report,
+                    &call,
+                    &settle,
+                )
                 .await
             {
                 Ok(value) => return Ok(Routed { value, report }),
@@ -321,7 +371,8 @@ impl Router {
                 // Pushed in reverse: the higher tier of the same group first, then the list in order.
                 push_groups(engine, &mut pending, &visited, configured);
                 if let Some(tier) = tier {
-                    if kind == policy::FallbackKind::General && tier + 1 < engine.tier_count(group) {
+                    if kind == policy::FallbackKind::General && tier + 1 < engine.tier_count(group)
+                    {
                         pending.push((group, tier + 1));
                     }
                 }
@@ -372,7 +423,9 @@ impl Router {
                 tried,
             };
             let step = self
-                .with_engine(|engine, table, rng| engine.next_step(table, group, &request, start, rng))
+                .with_engine(|engine, table, rng| {
+                    engine.next_step(table, group, &request, start, rng)
+                })
                 .unwrap_or_else(|| {
                     Step::GiveUp(RouterError::NoDeployment {
                         group: engine.group_name(group).clone(),
@@ -387,9 +440,17 @@ impl Router {
                         tokio::time::sleep_until(until.into()).await;
                         continue;
                     }
-                    return Err(GroupEnd::Failed { error, tier: last_tier });
+                    return Err(GroupEnd::Failed {
+                        error,
+                        tier: last_tier,
+                    });
                 }
-                Step::GiveUp(error) => return Err(GroupEnd::Failed { error, tier: last_tier }),
+                Step::GiveUp(error) => {
+                    return Err(GroupEnd::Failed {
+                        error,
+                        tier: last_tier,
+                    })
+                }
             };
             let deployment = engine.deployment(pick.deployment);
             last_tier = Some(last_tier.map_or(pick.tier, |tier: usize| tier.max(pick.tier)));
@@ -402,23 +463,31 @@ impl Router {
             let deadline = attempt_deadline(run, settings, deployment, start);
             let result = match deadline {
                 None => call(deployment).await,
-                Some((at, which)) => match tokio::time::timeout_at(at.into(), call(deployment)).await {
-                    Ok(result) => result,
-                    Err(_) => match which {
-                        Deadline::Overall(timeout) => {
-                            drop(guard);
-                            return Err(GroupEnd::Stop(RouterError::Timeout(timeout)));
-                        }
-                        Deadline::Deployment(limit) => Err(ProviderError::new(
-                            ErrorKind::Timeout,
-                            format!("deployment `{}` did not answer within {limit:?}", deployment.id),
-                        )),
-                        Deadline::FirstChunk(limit) => Err(ProviderError::new(
-                            ErrorKind::Timeout,
-                            format!("deployment `{}` sent no first chunk within {limit:?}", deployment.id),
-                        )),
-                    },
-                },
+                Some((at, which)) => {
+                    match tokio::time::timeout_at(at.into(), call(deployment)).await {
+                        Ok(result) => result,
+                        Err(_) => match which {
+                            Deadline::Overall(timeout) => {
+                                drop(guard);
+                                return Err(GroupEnd::Stop(RouterError::Timeout(timeout)));
+                            }
+                            Deadline::Deployment(limit) => Err(ProviderError::new(
+                                ErrorKind::Timeout,
+                                format!(
+                                    "deployment `{}` did not answer within {limit:?}",
+                                    deployment.id
+                                ),
+                            )),
+                            Deadline::FirstChunk(limit) => Err(ProviderError::new(
+                                ErrorKind::Timeout,
+                                format!(
+                                    "deployment `{}` sent no first chunk within {limit:?}",
+                                    deployment.id
+                                ),
+                            )),
+                        },
+                    }
+                }
             };
             let error = match result {
                 Ok(value) => return Ok(settle(value, guard)),
@@ -477,7 +546,12 @@ impl Router {
 
 /// Pushes `groups` onto the pending stack so that the first is tried first,
 /// skipping groups already tried and names that are not groups.
-fn push_groups(engine: &Engine, pending: &mut Vec<(GroupId, usize)>, visited: &[(GroupId, usize)], groups: &[ModelName]) {
+fn push_groups(
+    engine: &Engine,
+    pending: &mut Vec<(GroupId, usize)>,
+    visited: &[(GroupId, usize)],
+    groups: &[ModelName],
+) {
     for name in groups.iter().rev() {
         match engine.group(name.as_str()) {
             Some(group) if !visited.contains(&(group, 0)) => pending.push((group, 0)),
@@ -505,7 +579,11 @@ fn attempt_deadline(
         consider(start + limit, Deadline::Deployment(limit));
     }
     if run.stream {
-        if let Some(limit) = deployment.settings.stream_timeout.or(settings.stream_timeout) {
+        if let Some(limit) = deployment
+            .settings
+            .stream_timeout
+            .or(settings.stream_timeout)
+        {
             consider(start + limit, Deadline::FirstChunk(limit));
         }
     }
@@ -517,12 +595,17 @@ fn attempt_deadline(
 
 /// The request with the deployment's system prompt prepended, borrowed
 /// unchanged when there is none.
-pub(crate) fn with_system_prompt<'a>(request: &'a ChatRequest, system_prompt: Option<&str>) -> Cow<'a, ChatRequest> {
+pub(crate) fn with_system_prompt<'a>(
+    request: &'a ChatRequest,
+    system_prompt: Option<&str>,
+) -> Cow<'a, ChatRequest> {
     match system_prompt {
         None => Cow::Borrowed(request),
         Some(prompt) => {
             let mut owned = request.clone();
-            owned.messages.insert(0, Message::text(Role::System, prompt));
+            owned
+                .messages
+                .insert(0, Message::text(Role::System, prompt));
             Cow::Owned(owned)
         }
     }
@@ -539,7 +622,10 @@ mod tests {
             messages: vec![Message::text(Role::User, "hi")],
             ..ChatRequest::default()
         };
-        assert!(matches!(with_system_prompt(&request, None), Cow::Borrowed(_)));
+        assert!(matches!(
+            with_system_prompt(&request, None),
+            Cow::Borrowed(_)
+        ));
         let with = with_system_prompt(&request, Some("be brief"));
         assert_eq!(with.messages.len(), 2);
         assert_eq!(with.messages[0].role, Role::System);

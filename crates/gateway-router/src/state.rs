@@ -58,7 +58,10 @@ pub trait RouterState: Send + Sync + Debug + 'static {
 }
 
 /// Runs `f` on the table of `state` and returns its result.
-pub(crate) fn with_table<R>(state: &dyn RouterState, f: impl FnOnce(&mut StatsTable) -> R) -> Option<R> {
+pub(crate) fn with_table<R>(
+    state: &dyn RouterState,
+    f: impl FnOnce(&mut StatsTable) -> R,
+) -> Option<R> {
     let mut f = Some(f);
     let mut out = None;
     state.update(&mut |table| {

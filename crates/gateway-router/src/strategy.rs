@@ -17,9 +17,17 @@ pub(crate) fn choose(
     let settings = engine.settings();
     let stats = |position: usize| table.get(engine.entry(group.members[position]).slot);
     match settings.strategy {
-        RoutingStrategy::SimpleShuffle => weighted(eligible, |position| {
-            engine.entry(group.members[position]).deployment.settings.weight
-        }, rng),
+        RoutingStrategy::SimpleShuffle => weighted(
+            eligible,
+            |position| {
+                engine
+                    .entry(group.members[position])
+                    .deployment
+                    .settings
+                    .weight
+            },
+            rng,
+        ),
         RoutingStrategy::LeastBusy => lowest(
             eligible,
             |position| stats(position).map_or(0.0, |stats| f64::from(stats.in_flight)),
@@ -36,12 +44,19 @@ pub(crate) fn choose(
             eligible,
             |position| {
                 let deployment = &engine.entry(group.members[position]).deployment.settings;
-                stats(position).map_or(0.0, |stats| utilization(stats, deployment.rpm, deployment.tpm))
+                stats(position).map_or(0.0, |stats| {
+                    utilization(stats, deployment.rpm, deployment.tpm)
+                })
             },
             0.0,
             rng,
         ),
-        RoutingStrategy::CostBased => lowest(eligible, |position| engine.entry(group.members[position]).cost, 0.0, rng),
+        RoutingStrategy::CostBased => lowest(
+            eligible,
+            |position| engine.entry(group.members[position]).cost,
+            0.0,
+            rng,
+        ),
     }
 }
 
@@ -110,7 +125,9 @@ fn weighted(eligible: u128, weight: impl Fn(usize) -> f64, rng: &mut dyn Rng) ->
 /// The lowest score, random among those within `band` (a fraction) of it.
 fn lowest(eligible: u128, score: impl Fn(usize) -> f64, band: f64, rng: &mut dyn Rng) -> usize {
     let draw = rng.next_f64();
-    let min = positions(eligible).map(&score).fold(f64::INFINITY, f64::min);
+    let min = positions(eligible)
+        .map(&score)
+        .fold(f64::INFINITY, f64::min);
     let threshold = min + min.abs() * band;
     let mut near: u128 = 0;
     for position in positions(eligible) {

@@ -86,7 +86,10 @@ mod tests {
     #[test]
     fn chat_counts_messages_with_format_overhead() {
         let request = ChatRequest {
-            messages: vec![Message::text(Role::System, "be brief"), Message::text(Role::User, "hello world")],
+            messages: vec![
+                Message::text(Role::System, "be brief"),
+                Message::text(Role::User, "hello world"),
+            ],
             ..ChatRequest::default()
         };
         // 3 priming + 2 * 3 per message + "be brief" (2) + "hello world" (2).
