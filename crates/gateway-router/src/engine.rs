@@ -657,5 +657,6 @@ impl Blocked {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
 #[path = "engine_tests.rs"]
 mod tests;

@@ -1,6 +1,8 @@
 //! Driver tests: scripted providers under paused tokio time. Times in the
 //! call log are exact because paused time only moves when every task waits.
 
+#![allow(clippy::unwrap_used)] // A test crate: a panic is the failure report.
+
 mod scripted;
 
 use futures_util::StreamExt;
