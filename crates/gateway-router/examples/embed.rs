@@ -1,13 +1,11 @@
-//! Embeds a router in a program: two groups, one falling back to the other,
-//! no server and no store. Run with `cargo run -p gateway-router --example embed`.
+//! Embeds a router: two groups, one falling back to the other, no server or
+//! store. Run with `cargo run -p gateway-router --example embed`.
 
 use async_trait::async_trait;
-use gateway_providers::mock::MockProvider;
-use gateway_providers::{
-    CallContext, ChunkStream, ErrorKind, Provider, ProviderError, ProviderKind,
-};
-use gateway_router::{Deployment, DeploymentSettings, RequestOptions, Router, RouterSettings};
-use gateway_types::{ChatRequest, ChatResponse, DeploymentId, Message, ModelName, Role};
+use gateway_providers::{mock::MockProvider, CallContext, ChunkStream, ErrorKind};
+use gateway_providers::{Provider, ProviderError, ProviderKind};
+use gateway_router::{Deployment, RequestOptions, Router, RouterSettings};
+use gateway_types::{ChatRequest, ChatResponse, Message, ModelName, Role};
 use std::sync::Arc;
 
 /// A provider that is always overloaded.
@@ -32,11 +30,7 @@ impl Provider for Overloaded {
 }
 
 fn deployment(id: &str, group: &str, provider: Arc<dyn Provider>) -> Deployment {
-    let (id, model_name, settings) = (
-        DeploymentId::from(id),
-        ModelName::from(group),
-        DeploymentSettings::default(),
-    );
+    let (id, model_name, settings) = (id.into(), group.into(), Default::default());
     Deployment {
         id,
         model_name,
@@ -48,31 +42,31 @@ fn deployment(id: &str, group: &str, provider: Arc<dyn Provider>) -> Deployment 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let settings = RouterSettings {
-        num_retries: 0,
+        num_retries: 1,
         fallbacks: [(ModelName::from("smart"), vec![ModelName::from("cheap")])].into(),
         ..RouterSettings::default()
     };
-    let router = Router::new(
-        settings,
-        vec![
-            deployment("smart-1", "smart", Arc::new(Overloaded)),
-            deployment(
-                "cheap-1",
-                "cheap",
-                Arc::new(MockProvider::new("cheap-model")),
-            ),
-        ],
-    )?;
+    let smart = deployment("smart-1", "smart", Arc::new(Overloaded));
+    let cheap = deployment("cheap-1", "cheap", Arc::new(MockProvider::new("cheap")));
+    let router = Router::new(settings, vec![smart, cheap])?;
+
+    let messages = vec![Message::text(Role::User, "hello")];
     let request = ChatRequest {
         model: "smart".to_owned(),
-        messages: vec![Message::text(Role::User, "hello")],
+        messages,
         ..ChatRequest::default()
     };
-    let routed = router
-        .chat(&request, &RequestOptions::default())
+    let options = RequestOptions::default();
+    let report = router
+        .chat(&request, &options)
         .await
-        .map_err(|failure| failure.error)?;
-    assert_eq!(routed.report.model_group, Some(ModelName::from("cheap")));
-    assert_eq!((routed.report.attempts, routed.report.fallbacks), (2, 1));
+        .map_err(|f| f.error)?
+        .report;
+    // smart-1 was tried twice (one retry), then the cheap group answered.
+    assert_eq!(
+        (report.attempts, report.retries, report.fallbacks),
+        (3, 1, 1)
+    );
+    assert_eq!(report.model_group, Some(ModelName::from("cheap")));
     Ok(())
 }

@@ -332,20 +332,24 @@ impl Router {
             }
             visited.push((group, min_tier));
             report.model_group = Some(engine.group_name(group).clone());
+            // A group whose deployments are all cooling or at their limit waits
+            // for one only when there is nowhere else to go. (Higher tiers need
+            // no check: a pick already walks them when lower ones are unavailable.)
+            let own_fallbacks = requested == Some(group) && options.fallbacks.is_some();
             let can_fall_back = !options.disable_fallbacks
                 && (!pending.is_empty()
-                    || min_tier + 1 < engine.tier_count(group)
-                    || !engine
-                        .fallbacks(
-                            engine.group_name(group).as_str(),
-                            policy::FallbackKind::General,
-                        )
-                        .is_empty()
-                    || (requested == Some(group)
+                    || (own_fallbacks
                         && options
                             .fallbacks
                             .as_ref()
-                            .is_some_and(|list| !list.is_empty())));
+                            .is_some_and(|list| !list.is_empty()))
+                    || (!own_fallbacks
+                        && !engine
+                            .fallbacks(
+                                engine.group_name(group).as_str(),
+                                policy::FallbackKind::General,
+                            )
+                            .is_empty()));
             let (error, tier) = match self
                 .run_group(
                     group,
@@ -495,6 +499,12 @@ impl Router {
             };
             guard.fail(&error, 0);
             drop(guard);
+            tracing::debug!(
+                deployment = %deployment.id,
+                kind = %error.kind,
+                retry = retries,
+                "attempt failed"
+            );
             report.errors.push(AttemptError {
                 deployment: deployment.id.clone(),
                 error: error.clone(),
@@ -612,9 +622,32 @@ pub(crate) fn with_system_prompt<'a>(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
 mod tests {
     use super::*;
     use gateway_types::MessageContent;
+
+    fn assert_send<T: Send>(_: &T) {}
+
+    #[test]
+    fn call_futures_are_send_so_servers_can_spawn_them() {
+        let router = Router::new(RouterSettings::default(), Vec::new()).unwrap();
+        let chat = ChatRequest::default();
+        let embeddings = EmbeddingsRequest {
+            model: String::new(),
+            input: serde_json::Value::Null,
+            encoding_format: None,
+            dimensions: None,
+            user: None,
+            extra: Default::default(),
+        };
+        let options = RequestOptions::default();
+        assert_send(&router.chat(&chat, &options));
+        assert_send(&router.chat_stream(&chat, &options));
+        assert_send(&router.embeddings(&embeddings, &options));
+        fn assert_sync<T: Send + Sync>(_: &T) {}
+        assert_sync(&router);
+    }
 
     #[test]
     fn system_prompt_is_prepended_only_when_set() {
