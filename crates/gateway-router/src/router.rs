@@ -57,6 +57,10 @@ impl RouterBuilder {
     /// Builds the router; see [`Engine::new`] for what is rejected.
     pub fn build(self) -> Result<Router, RouterError> {
         let state = self.state.unwrap_or_else(|| Arc::new(MemoryState::new()));
+        if self.settings.enable_pre_call_checks {
+            // Load the vocabulary now rather than on the first request.
+            tokens::count_text(self.settings.tokenizer, "");
+        }
         let (settings, deployments) = (self.settings, self.deployments);
         let engine = with_table(&*state, |table: &mut StatsTable| {
             Engine::new(settings, deployments, table)
@@ -294,7 +298,9 @@ impl Router {
         let settings = engine.settings();
         let mut report = RouteReport::default();
         let timeout = options.timeout.or(settings.timeout);
-        let input_tokens = settings.enable_pre_call_checks.then(count_tokens);
+        let input_tokens = settings
+            .enable_pre_call_checks
+            .then(|| options.input_tokens.unwrap_or_else(count_tokens));
         report.input_tokens = input_tokens;
         let run = Run {
             options,

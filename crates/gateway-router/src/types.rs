@@ -208,6 +208,9 @@ pub struct RequestOptions {
     pub fallbacks: Option<Vec<ModelName>>,
     /// Turn fallbacks off for this request.
     pub disable_fallbacks: bool,
+    /// The input's tokens, when the caller already counted them; pre-call
+    /// checks then use this instead of counting again.
+    pub input_tokens: Option<u64>,
 }
 
 /// A successful call and what the router did to make it.

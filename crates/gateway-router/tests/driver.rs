@@ -832,3 +832,51 @@ async fn embeddings_are_routed_with_fallbacks_too() {
     assert_eq!(log.names(), ["a", "b"]);
     assert_eq!(routed.report.fallbacks, 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_chat_records_latency_and_usage_tokens() {
+    let log = Log::new();
+    let script = vec![Script::Answer(Duration::from_millis(1_500))];
+    let router = router(
+        RouterSettings::default(),
+        vec![scripted(&log, "a", "g", plain(), script)],
+    );
+    router.chat(&chat("g"), &options()).await.unwrap();
+    let mut stats = None;
+    router
+        .state()
+        .update(&mut |table| stats = table.by_id(&DeploymentId::from("a")).cloned());
+    let stats = stats.unwrap();
+    assert_eq!(stats.latency, Some(1.5));
+    assert_eq!(
+        (stats.in_flight, stats.usage.count, stats.usage.tokens),
+        (0, 1, 15)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_token_count_from_the_caller_skips_counting() {
+    let log = Log::new();
+    let settings = RouterSettings {
+        enable_pre_call_checks: true,
+        ..RouterSettings::default()
+    };
+    let small = DeploymentSettings {
+        max_input_tokens: Some(100),
+        ..DeploymentSettings::default()
+    };
+    let router = router(settings, vec![scripted(&log, "a", "g", small, vec![])]);
+    let counted = RequestOptions {
+        input_tokens: Some(101),
+        ..RequestOptions::default()
+    };
+    let failure = router.chat(&chat("g"), &counted).await.unwrap_err();
+    assert!(matches!(
+        failure.error,
+        RouterError::ContextWindowExceeded {
+            input_tokens: 101,
+            ..
+        }
+    ));
+    assert!(log.names().is_empty());
+}
