@@ -127,6 +127,8 @@ pub(crate) struct Entry {
     pub(crate) slot: usize,
     /// Input + output price per token; unknown prices count as expensive.
     pub(crate) cost: f64,
+    /// The only deployment of its group.
+    pub(crate) alone: bool,
 }
 
 #[derive(Debug)]
@@ -254,6 +256,7 @@ impl Engine {
                 slot: table.slot(&deployment.id),
                 deployment,
                 cost,
+                alone: false,
             });
         }
         for group in &mut groups {
@@ -275,6 +278,11 @@ impl Engine {
                     group.tiers.push(start..position);
                     start = position;
                 }
+            }
+        }
+        for group in &groups {
+            if let [only] = group.members[..] {
+                entries[only].alone = true;
             }
         }
         let names = groups.iter().map(|group| group.name.clone()).collect();
@@ -446,7 +454,16 @@ impl Engine {
                     .cooldown_time
                     .or(retry_after)
                     .unwrap_or(self.settings.cooldown_time);
-                match policy::cooldown(kind) {
+                let policy = match policy::cooldown(kind) {
+                    // Cooling the only deployment of a group would turn the
+                    // retry of a 429 into "no healthy deployment"; the retry's
+                    // backoff honours the retry-after instead (as LiteLLM does).
+                    Cooldown::Now if kind == ErrorKind::RateLimited && entry.alone => {
+                        Cooldown::Count
+                    }
+                    other => other,
+                };
+                match policy {
                     Cooldown::Now => cool(stats, length, now),
                     Cooldown::Count => {
                         stats.failures.open(now);

@@ -363,7 +363,7 @@ fn immediate_cooldowns_follow_the_error_class() {
         (ErrorKind::Upstream, None, None),
     ];
     for (kind, retry_after, cooled_for) in cases {
-        let mut fixture = Fixture::new(RouterSettings::default(), group(weighted(&[1.0])));
+        let mut fixture = Fixture::new(RouterSettings::default(), group(weighted(&[1.0, 1.0])));
         let now = fixture.now;
         fixture.fail("a", kind, retry_after, now);
         let until = fixture
@@ -377,6 +377,33 @@ fn immediate_cooldowns_follow_the_error_class() {
             "{kind}"
         );
     }
+}
+
+#[test]
+fn a_429_counts_toward_allowed_fails_for_the_only_deployment_of_a_group() {
+    let settings = RouterSettings {
+        allowed_fails: 1,
+        ..RouterSettings::default()
+    };
+    let mut fixture = Fixture::new(settings, group(weighted(&[1.0])));
+    let now = fixture.now;
+    fixture.fail(
+        "a",
+        ErrorKind::RateLimited,
+        Some(Duration::from_secs(7)),
+        now,
+    );
+    assert!(!fixture.cooling("a", now));
+    fixture.fail(
+        "a",
+        ErrorKind::RateLimited,
+        Some(Duration::from_secs(7)),
+        now,
+    );
+    assert!(fixture.cooling("a", fixture.at(6.9)));
+    // Auth and 404 still cool a lone deployment at once.
+    fixture.fail("a", ErrorKind::NotFound, None, fixture.at(10.0));
+    assert!(fixture.cooling("a", fixture.at(10.0)));
 }
 
 #[test]
@@ -412,7 +439,7 @@ fn deployment_cooldown_time_wins_and_zero_means_none() {
 
 #[test]
 fn recooling_keeps_the_later_deadline() {
-    let mut fixture = Fixture::new(RouterSettings::default(), group(weighted(&[1.0])));
+    let mut fixture = Fixture::new(RouterSettings::default(), group(weighted(&[1.0, 1.0])));
     let now = fixture.now;
     fixture.fail(
         "a",
@@ -442,7 +469,7 @@ fn disabled_cooldowns_never_cool() {
         disable_cooldowns: true,
         ..RouterSettings::default()
     };
-    let mut fixture = Fixture::new(settings, group(weighted(&[1.0])));
+    let mut fixture = Fixture::new(settings, group(weighted(&[1.0, 1.0])));
     let now = fixture.now;
     fixture.fail("a", ErrorKind::RateLimited, None, now);
     for _ in 0..10 {

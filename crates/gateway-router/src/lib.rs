@@ -33,7 +33,9 @@
 //!   `retry_after`.
 //! - **Fallbacks** run depth first, each group with its own retries, at most
 //!   `max_fallbacks` groups, never the same group twice.
-//! - **Cooldowns**: 429, 401/403 and 404 cool a deployment at once; timeouts,
+//! - **Cooldowns**: 429, 401/403 and 404 cool a deployment at once (a 429 on
+//!   the only deployment of a group counts as a failure instead, so that its
+//!   retry waits out the retry-after rather than failing); timeouts,
 //!   connection errors and 5xx cool it after more than `allowed_fails` within
 //!   a minute; request errors never do. The length is the deployment's
 //!   `cooldown_time`, else the upstream's retry-after, else the router's.

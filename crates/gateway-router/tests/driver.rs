@@ -96,6 +96,19 @@ async fn upstream_retry_after_is_honoured_before_retrying() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_lone_deployment_answering_429_is_retried_after_backoff_not_cooled() {
+    let log = Log::new();
+    let script = vec![Script::Fail(error(ErrorKind::RateLimited)); 2];
+    let router = router(
+        RouterSettings::default(),
+        vec![scripted(&log, "a", "g", plain(), script)],
+    );
+    let routed = router.chat(&chat("g"), &options()).await.unwrap();
+    assert_eq!(log.calls(), [("a", 0.0), ("a", 0.5), ("a", 1.5)]);
+    assert_eq!(routed.report.retries, 2);
+}
+
+#[tokio::test(start_paused = true)]
 async fn retry_after_setting_is_the_minimum_wait() {
     let log = Log::new();
     let settings = RouterSettings {
