@@ -370,7 +370,18 @@ async fn upstream_failures_become_openai_shaped_errors() {
         json!({"error": {"message": "the model melted", "type": "server_error"}}),
     ))
     .await;
-    let gateway = start(&upstream).await;
+    // This test is about the error mapping, so no retries and no cooldowns.
+    let no_retries = |base: &str| {
+        format!(
+            "{}router_settings: {{num_retries: 0, disable_cooldowns: true}}\n",
+            config(base)
+        )
+    };
+    let gateway = TestGateway::start(
+        &no_retries(&upstream.api_base()),
+        &[("UPSTREAM_KEY", UPSTREAM_KEY), ("MASTER", MASTER)],
+    )
+    .await;
     let body = json!({"model": "chat", "messages": [{"role": "user", "content": "x"}]});
     let failed = post(
         &gateway.url("/v1/chat/completions"),
@@ -424,7 +435,7 @@ async fn upstream_failures_become_openai_shaped_errors() {
     let dead_base = format!("http://{}/v1", closed.local_addr().unwrap());
     drop(closed);
     let dead = TestGateway::start(
-        &config(&dead_base),
+        &no_retries(&dead_base),
         &[("UPSTREAM_KEY", UPSTREAM_KEY), ("MASTER", MASTER)],
     )
     .await;

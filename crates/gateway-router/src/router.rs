@@ -1,67 +1,177 @@
-//! The router: groups of deployments and the call loop.
+//! The async driver: resolves groups, asks the engine what to do, calls
+//! providers under deadlines, retries, waits and falls back.
 
+use crate::attempt::{commit, now, InFlight, Peeked, Shared};
+use crate::engine::{Engine, GroupId, Pick, PickRequest, Step};
+use crate::policy::{self, Retry};
+use crate::state::{with_table, FastRng, MemoryState, Rng, RouterState, StatsTable};
+use crate::tokens;
 use crate::types::{
     AttemptError, Deployment, RequestOptions, RouteFailure, RouteReport, Routed, RouterError,
     RouterSettings,
 };
-use gateway_providers::{ChunkStream, ProviderError};
+use futures_util::StreamExt;
+use gateway_providers::{ChunkStream, ErrorKind, ProviderError};
 use gateway_types::{
     ChatRequest, ChatResponse, EmbeddingsRequest, EmbeddingsResponse, Message, ModelName, Role,
 };
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 /// Routes calls to the deployments of model groups.
 ///
 /// Built once from validated settings and deployments; cheap to share behind
-/// an `Arc`. Calls take `&self`.
+/// an `Arc`. Calls take `&self`; no lock is held across an `.await` and no
+/// task is spawned, so dropping a call's future cancels it.
 #[derive(Debug)]
 pub struct Router {
+    shared: Arc<Shared>,
+    rng: Mutex<Box<dyn Rng>>,
+}
+
+/// Builds a [`Router`] with a chosen state store or random source.
+#[derive(Debug)]
+pub struct RouterBuilder {
     settings: RouterSettings,
-    groups: HashMap<ModelName, Vec<Arc<Deployment>>>,
-    names: Vec<ModelName>,
+    deployments: Vec<Deployment>,
+    state: Option<Arc<dyn RouterState>>,
+    rng: Option<Box<dyn Rng>>,
+}
+
+impl RouterBuilder {
+    /// Keeps statistics in `state` (shared with an earlier router, or a
+    /// shared backend) instead of a new [`MemoryState`].
+    pub fn state(mut self, state: Arc<dyn RouterState>) -> Self {
+        self.state = Some(state);
+        self
+    }
+
+    /// Draws random numbers (picks, jitter) from `rng`.
+    pub fn rng(mut self, rng: impl Rng + 'static) -> Self {
+        self.rng = Some(Box::new(rng));
+        self
+    }
+
+    /// Builds the router; see [`Engine::new`] for what is rejected.
+    pub fn build(self) -> Result<Router, RouterError> {
+        let state = self.state.unwrap_or_else(|| Arc::new(MemoryState::new()));
+        if self.settings.enable_pre_call_checks {
+            // Load the vocabulary now rather than on the first request.
+            tokens::count_text(self.settings.tokenizer, "");
+        }
+        let (settings, deployments) = (self.settings, self.deployments);
+        let engine = with_table(&*state, |table: &mut StatsTable| {
+            Engine::new(settings, deployments, table)
+        })
+        .unwrap_or_else(|| {
+            Err(RouterError::InvalidConfig(
+                "the router state did not answer".to_owned(),
+            ))
+        })?;
+        Ok(Router {
+            shared: Arc::new(Shared { engine, state }),
+            rng: Mutex::new(self.rng.unwrap_or_else(|| Box::new(FastRng::default()))),
+        })
+    }
+}
+
+/// Which deadline cut an attempt short.
+#[derive(Debug, Clone, Copy)]
+enum Deadline {
+    Overall(Duration),
+    Deployment(Duration),
+    FirstChunk(Duration),
+}
+
+/// How a group's attempts ended without an answer.
+enum GroupEnd {
+    /// The request's own timeout passed: stop everything.
+    Stop(RouterError),
+    /// The group failed; fallbacks may follow. `tier` is the highest tier
+    /// that was called, if any was.
+    Failed {
+        error: RouterError,
+        tier: Option<usize>,
+    },
+}
+
+/// Per-request facts shared by every group the request visits.
+struct Run<'a> {
+    options: &'a RequestOptions,
+    input_tokens: Option<u64>,
+    stream: bool,
+    deadline: Option<Instant>,
+    timeout: Option<Duration>,
 }
 
 impl Router {
-    /// Builds a router. Deployments that share a `model_name` form a group;
-    /// groups are listed in the order their first deployment appears.
-    pub fn new(settings: RouterSettings, deployments: Vec<Deployment>) -> Self {
-        let mut groups: HashMap<ModelName, Vec<Arc<Deployment>>> = HashMap::new();
-        let mut names = Vec::new();
-        for deployment in deployments {
-            let group = groups.entry(deployment.model_name.clone()).or_default();
-            if group.is_empty() {
-                names.push(deployment.model_name.clone());
-            }
-            group.push(Arc::new(deployment));
-        }
-        Self {
+    /// Builds a router with in-memory state. Deployments that share a
+    /// `model_name` form a group; groups are listed in the order their first
+    /// deployment appears. Fails on an invalid configuration (see
+    /// [`Engine::new`]).
+    pub fn new(
+        settings: RouterSettings,
+        deployments: Vec<Deployment>,
+    ) -> Result<Self, RouterError> {
+        Self::builder(settings, deployments).build()
+    }
+
+    /// A builder, to choose the state store or random source.
+    pub fn builder(settings: RouterSettings, deployments: Vec<Deployment>) -> RouterBuilder {
+        RouterBuilder {
             settings,
-            groups,
-            names,
+            deployments,
+            state: None,
+            rng: None,
         }
+    }
+
+    /// A new router (after a configuration reload) that keeps the cooldowns,
+    /// limits and latencies `previous` recorded for deployments with the same
+    /// ids.
+    pub fn new_with_state(
+        settings: RouterSettings,
+        deployments: Vec<Deployment>,
+        previous: &Router,
+    ) -> Result<Self, RouterError> {
+        Self::builder(settings, deployments)
+            .state(previous.state())
+            .build()
+    }
+
+    /// The statistics store, to share with a rebuilt router.
+    pub fn state(&self) -> Arc<dyn RouterState> {
+        Arc::clone(&self.shared.state)
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Engine {
+        &self.shared.engine
     }
 
     /// The router's settings.
     pub fn settings(&self) -> &RouterSettings {
-        &self.settings
+        self.shared.engine.settings()
     }
 
     /// The model groups, in configuration order.
     pub fn model_names(&self) -> &[ModelName] {
-        &self.names
+        self.shared.engine.names()
     }
 
     /// True when `name` is a model group.
     pub fn has_model(&self, name: &str) -> bool {
-        self.groups.contains_key(name)
+        self.shared.engine.group(name).is_some()
     }
 
-    /// The deployments of a group.
+    /// The deployments of a group, in configuration order.
     pub fn deployments(&self, name: &str) -> Option<&[Arc<Deployment>]> {
-        self.groups.get(name).map(Vec::as_slice)
+        let engine = &self.shared.engine;
+        engine
+            .group(name)
+            .map(|group| engine.group_deployments(group))
     }
 
     /// A non-stream chat completion.
@@ -70,26 +180,67 @@ impl Router {
         request: &ChatRequest,
         options: &RequestOptions,
     ) -> Result<Routed<ChatResponse>, RouteFailure> {
-        self.run(&request.model, options, |deployment| async move {
-            let request = with_system_prompt(request, deployment.settings.system_prompt.as_deref());
-            deployment.provider.chat(&request, &options.call).await
-        })
+        let count = || tokens::count_chat(self.settings().tokenizer, request);
+        self.run(
+            &request.model,
+            options,
+            false,
+            count,
+            |deployment| async move {
+                let request =
+                    with_system_prompt(request, deployment.settings.system_prompt.as_deref());
+                deployment.provider.chat(&request, &options.call).await
+            },
+            |response: ChatResponse, guard| {
+                guard.succeed(
+                    response
+                        .usage
+                        .as_ref()
+                        .map_or(0, |usage| usage.total_tokens),
+                );
+                response
+            },
+        )
         .await
     }
 
-    /// A streamed chat completion: resolves once a deployment answered 2xx.
+    /// A streamed chat completion. Resolves once a deployment sent its first
+    /// chunk within the stream timeout: a failure before that (at open, as
+    /// the first item, or by timeout) retries and falls back like any other;
+    /// after it the stream is committed and a failure is its terminal `Err`
+    /// item.
     pub async fn chat_stream(
         &self,
         request: &ChatRequest,
         options: &RequestOptions,
     ) -> Result<Routed<ChunkStream>, RouteFailure> {
-        self.run(&request.model, options, |deployment| async move {
-            let request = with_system_prompt(request, deployment.settings.system_prompt.as_deref());
-            deployment
-                .provider
-                .chat_stream(&request, &options.call)
-                .await
-        })
+        let count = || tokens::count_chat(self.settings().tokenizer, request);
+        self.run(
+            &request.model,
+            options,
+            true,
+            count,
+            |deployment| async move {
+                let request =
+                    with_system_prompt(request, deployment.settings.system_prompt.as_deref());
+                let mut stream = deployment
+                    .provider
+                    .chat_stream(&request, &options.call)
+                    .await?;
+                match stream.next().await {
+                    Some(Ok(first)) => Ok(Peeked {
+                        first,
+                        rest: stream,
+                    }),
+                    Some(Err(error)) => Err(error),
+                    None => Err(ProviderError::new(
+                        ErrorKind::InvalidResponse,
+                        "the stream ended before its first chunk",
+                    )),
+                }
+            },
+            commit,
+        )
         .await
     }
 
@@ -99,91 +250,363 @@ impl Router {
         request: &EmbeddingsRequest,
         options: &RequestOptions,
     ) -> Result<Routed<EmbeddingsResponse>, RouteFailure> {
-        self.run(&request.model, options, |deployment| async move {
-            deployment.provider.embeddings(request, &options.call).await
-        })
+        let count = || tokens::count_embeddings(self.settings().tokenizer, request);
+        self.run(
+            &request.model,
+            options,
+            false,
+            count,
+            |deployment| async move { deployment.provider.embeddings(request, &options.call).await },
+            |response: EmbeddingsResponse, guard| {
+                guard.succeed(response.usage.as_ref().map_or(0, |usage| usage.total_tokens));
+                response
+            },
+        )
         .await
     }
 
-    async fn run<'a, T, F, Fut>(
+    /// Runs the engine with its table and random source, briefly locked.
+    fn with_engine<R>(
+        &self,
+        f: impl FnOnce(&Engine, &mut StatsTable, &mut dyn Rng) -> R,
+    ) -> Option<R> {
+        let shared = &*self.shared;
+        with_table(&*shared.state, |table| {
+            let mut rng = self.rng.lock().unwrap_or_else(PoisonError::into_inner);
+            f(&shared.engine, table, &mut **rng)
+        })
+    }
+
+    /// The fallback loop: tries the requested group, then its fallbacks
+    /// (depth first, each group with its own retries), until one answers.
+    #[allow(clippy::too_many_arguments)]
+    async fn run<'a, T, U, F, Fut, S>(
         &'a self,
         model: &str,
         options: &'a RequestOptions,
+        stream: bool,
+        count_tokens: impl FnOnce() -> u64,
         call: F,
-    ) -> Result<Routed<T>, RouteFailure>
+        settle: S,
+    ) -> Result<Routed<U>, RouteFailure>
     where
-        F: Fn(&'a Deployment) -> Fut,
+        F: Fn(&'a Arc<Deployment>) -> Fut,
         Fut: Future<Output = Result<T, ProviderError>> + 'a,
+        S: Fn(T, InFlight) -> U,
     {
+        let engine = &self.shared.engine;
+        let settings = engine.settings();
         let mut report = RouteReport::default();
-        let Some((group_name, deployments)) = self.groups.get_key_value(model) else {
-            return Err(RouteFailure {
-                error: RouterError::UnknownModel(model.to_owned()),
-                report,
-            });
+        let timeout = options.timeout.or(settings.timeout);
+        let input_tokens = settings
+            .enable_pre_call_checks
+            .then(|| options.input_tokens.unwrap_or_else(count_tokens));
+        report.input_tokens = input_tokens;
+        let run = Run {
+            options,
+            input_tokens,
+            stream,
+            deadline: timeout.map(|timeout| now() + timeout),
+            timeout,
         };
-        report.requested_group = Some(group_name.clone());
-        report.model_group = Some(group_name.clone());
-        let deployment = pick(deployments);
-        report.deployment = Some(deployment.id.clone());
-        report.provider = Some(deployment.provider.kind());
-        report.api_base = deployment.provider.api_base().map(Arc::from);
-        report.attempts = 1;
-        let timeout = options
-            .timeout
-            .or(deployment.settings.timeout)
-            .or(self.settings.timeout);
-        let outcome = match timeout {
-            Some(limit) => match tokio::time::timeout(limit, call(deployment)).await {
-                Ok(outcome) => outcome,
-                Err(_) => {
-                    return Err(RouteFailure {
-                        error: RouterError::Timeout(limit),
-                        report,
+
+        // Pending groups, as a stack: the next to try is last.
+        let mut pending: Vec<(GroupId, usize)> = Vec::new();
+        let mut last_error = RouterError::UnknownModel(model.to_owned());
+        let mut requested = None;
+        match engine.group(model) {
+            Some(group) => {
+                requested = Some(group);
+                report.requested_group = Some(engine.group_name(group).clone());
+                pending.push((group, 0));
+            }
+            None if !options.disable_fallbacks => {
+                push_groups(engine, &mut pending, &[], &settings.default_fallbacks);
+            }
+            None => {}
+        }
+        let mut visited: Vec<(GroupId, usize)> = Vec::new();
+        while let Some((group, min_tier)) = pending.pop() {
+            if visited.contains(&(group, min_tier)) {
+                continue;
+            }
+            if requested != Some(group) || min_tier > 0 {
+                if report.fallbacks >= settings.max_fallbacks {
+                    break;
+                }
+                report.fallbacks += 1;
+            }
+            visited.push((group, min_tier));
+            report.model_group = Some(engine.group_name(group).clone());
+            // A group whose deployments are all cooling or at their limit waits
+            // for one only when there is nowhere else to go. (Higher tiers need
+            // no check: a pick already walks them when lower ones are unavailable.)
+            let own_fallbacks = requested == Some(group) && options.fallbacks.is_some();
+            let can_fall_back = !options.disable_fallbacks
+                && (!pending.is_empty()
+                    || (own_fallbacks
+                        && options
+                            .fallbacks
+                            .as_ref()
+                            .is_some_and(|list| !list.is_empty()))
+                    || (!own_fallbacks
+                        && !engine
+                            .fallbacks(
+                                engine.group_name(group).as_str(),
+                                policy::FallbackKind::General,
+                            )
+                            .is_empty()));
+            let (error, tier) = match self
+                .run_group(
+                    group,
+                    min_tier,
+                    can_fall_back,
+                    &run,
+                    &mut report,
+                    &call,
+                    &settle,
+                )
+                .await
+            {
+                Ok(value) => return Ok(Routed { value, report }),
+                Err(GroupEnd::Stop(error)) => return Err(RouteFailure { error, report }),
+                Err(GroupEnd::Failed { error, tier }) => (error, tier),
+            };
+            if !options.disable_fallbacks {
+                let kind = policy::fallback_kind(&error);
+                let configured = match (&options.fallbacks, requested == Some(group)) {
+                    (Some(own), true) => own.as_slice(),
+                    _ => engine.fallbacks(engine.group_name(group).as_str(), kind),
+                };
+                // Pushed in reverse: the higher tier of the same group first, then the list in order.
+                push_groups(engine, &mut pending, &visited, configured);
+                if let Some(tier) = tier {
+                    if kind == policy::FallbackKind::General && tier + 1 < engine.tier_count(group)
+                    {
+                        pending.push((group, tier + 1));
+                    }
+                }
+            }
+            last_error = error;
+        }
+        Err(RouteFailure {
+            error: last_error,
+            report,
+        })
+    }
+
+    /// The attempts within one group: pick, call under deadlines, record,
+    /// back off and retry, or wait for capacity.
+    #[allow(clippy::too_many_arguments)]
+    async fn run_group<'a, T, U, F, Fut, S>(
+        &'a self,
+        group: GroupId,
+        min_tier: usize,
+        can_fall_back: bool,
+        run: &Run<'a>,
+        report: &mut RouteReport,
+        call: &F,
+        settle: &S,
+    ) -> Result<U, GroupEnd>
+    where
+        F: Fn(&'a Arc<Deployment>) -> Fut,
+        Fut: Future<Output = Result<T, ProviderError>> + 'a,
+        S: Fn(T, InFlight) -> U,
+    {
+        let engine = &self.shared.engine;
+        let settings = engine.settings();
+        let mut tried: u128 = 0;
+        let mut retries: u32 = 0;
+        let mut last_tier = None;
+        loop {
+            let start = now();
+            if let (Some(deadline), Some(timeout)) = (run.deadline, run.timeout) {
+                if start >= deadline {
+                    return Err(GroupEnd::Stop(RouterError::Timeout(timeout)));
+                }
+            }
+            let request = PickRequest {
+                tags: &run.options.tags,
+                input_tokens: run.input_tokens,
+                stream: run.stream,
+                min_tier,
+                tried,
+            };
+            let step = self
+                .with_engine(|engine, table, rng| {
+                    engine.next_step(table, group, &request, start, rng)
+                })
+                .unwrap_or_else(|| {
+                    Step::GiveUp(RouterError::NoDeployment {
+                        group: engine.group_name(group).clone(),
+                        reason: "the router state did not answer".to_owned(),
+                    })
+                });
+            let pick: Pick = match step {
+                Step::Try(pick) => pick,
+                Step::Wait { until, error } => {
+                    if !can_fall_back && run.deadline.is_some_and(|deadline| until <= deadline) {
+                        report.queued += until.saturating_duration_since(start);
+                        tokio::time::sleep_until(until.into()).await;
+                        continue;
+                    }
+                    return Err(GroupEnd::Failed {
+                        error,
+                        tier: last_tier,
+                    });
+                }
+                Step::GiveUp(error) => {
+                    return Err(GroupEnd::Failed {
+                        error,
+                        tier: last_tier,
                     })
                 }
-            },
-            None => call(deployment).await,
-        };
-        match outcome {
-            Ok(value) => Ok(Routed { value, report }),
-            Err(error) => {
-                report.errors.push(AttemptError {
-                    deployment: deployment.id.clone(),
-                    error: error.clone(),
-                });
-                Err(RouteFailure {
+            };
+            let deployment = engine.deployment(pick.deployment);
+            last_tier = Some(last_tier.map_or(pick.tier, |tier: usize| tier.max(pick.tier)));
+            report.attempts += 1;
+            report.deployment = Some(deployment.id.clone());
+            report.provider = Some(deployment.provider.kind());
+            report.api_base = deployment.provider.api_base().map(Arc::from);
+            let mut guard = InFlight::new(Arc::clone(&self.shared), pick.deployment, start);
+
+            let deadline = attempt_deadline(run, settings, deployment, start);
+            let result = match deadline {
+                None => call(deployment).await,
+                Some((at, which)) => {
+                    match tokio::time::timeout_at(at.into(), call(deployment)).await {
+                        Ok(result) => result,
+                        Err(_) => match which {
+                            Deadline::Overall(timeout) => {
+                                drop(guard);
+                                return Err(GroupEnd::Stop(RouterError::Timeout(timeout)));
+                            }
+                            Deadline::Deployment(limit) => Err(ProviderError::new(
+                                ErrorKind::Timeout,
+                                format!(
+                                    "deployment `{}` did not answer within {limit:?}",
+                                    deployment.id
+                                ),
+                            )),
+                            Deadline::FirstChunk(limit) => Err(ProviderError::new(
+                                ErrorKind::Timeout,
+                                format!(
+                                    "deployment `{}` sent no first chunk within {limit:?}",
+                                    deployment.id
+                                ),
+                            )),
+                        },
+                    }
+                }
+            };
+            let error = match result {
+                Ok(value) => return Ok(settle(value, guard)),
+                Err(error) => error,
+            };
+            guard.fail(&error, 0);
+            drop(guard);
+            tracing::debug!(
+                deployment = %deployment.id,
+                kind = %error.kind,
+                retry = retries,
+                "attempt failed"
+            );
+            report.errors.push(AttemptError {
+                deployment: deployment.id.clone(),
+                error: error.clone(),
+            });
+            tried |= 1u128 << pick.position;
+
+            let policy_retries = policy::policy_retries(&settings.retry_policy, error.kind);
+            let allowed = deployment
+                .settings
+                .num_retries
+                .or(policy_retries)
+                .or(run.options.num_retries)
+                .unwrap_or(settings.num_retries);
+            let retryable = match policy::retry(error.kind) {
+                Retry::Yes => true,
+                Retry::IfOtherDeploymentOrPolicy => {
+                    policy_retries.is_some() || engine.group_deployments(group).len() > 1
+                }
+                Retry::IfPolicy => policy_retries.is_some(),
+                Retry::No => false,
+            };
+            if !retryable || retries >= allowed {
+                return Err(GroupEnd::Failed {
                     error: RouterError::Provider(error),
-                    report,
-                })
+                    tier: last_tier,
+                });
             }
+            let now = now();
+            let request = PickRequest { tried, ..request };
+            let wait = self
+                .with_engine(|engine, table, rng| {
+                    engine.backoff(table, group, pick, &error, retries, &request, now, rng)
+                })
+                .unwrap_or(settings.retry_after);
+            if run.deadline.is_some_and(|deadline| now + wait >= deadline) {
+                return Err(GroupEnd::Failed {
+                    error: RouterError::Provider(error),
+                    tier: last_tier,
+                });
+            }
+            if !wait.is_zero() {
+                tokio::time::sleep(wait).await;
+            }
+            retries += 1;
+            report.retries += 1;
         }
     }
 }
 
-/// Weighted random pick among the lowest-order tier.
-fn pick(deployments: &[Arc<Deployment>]) -> &Deployment {
-    let lowest = deployments
-        .iter()
-        .map(|deployment| deployment.settings.order)
-        .min()
-        .unwrap_or(0);
-    let in_tier = |deployment: &&Arc<Deployment>| deployment.settings.order == lowest;
-    let total: f64 = deployments
-        .iter()
-        .filter(in_tier)
-        .map(|deployment| deployment.settings.weight.max(0.0))
-        .sum();
-    let mut point = fastrand::f64() * total;
-    let mut last = &deployments[0];
-    for deployment in deployments.iter().filter(in_tier) {
-        last = deployment;
-        point -= deployment.settings.weight.max(0.0);
-        if point < 0.0 {
-            return deployment;
+/// Pushes `groups` onto the pending stack so that the first is tried first,
+/// skipping groups already tried and names that are not groups.
+fn push_groups(
+    engine: &Engine,
+    pending: &mut Vec<(GroupId, usize)>,
+    visited: &[(GroupId, usize)],
+    groups: &[ModelName],
+) {
+    for name in groups.iter().rev() {
+        match engine.group(name.as_str()) {
+            Some(group) if !visited.contains(&(group, 0)) => pending.push((group, 0)),
+            Some(_) => {}
+            None => tracing::warn!(group = %name, "fallback group is not configured; skipped"),
         }
     }
-    last
+}
+
+/// The earliest deadline of an attempt, and which one it is: the request's,
+/// the deployment's, or (streams) the first chunk's.
+fn attempt_deadline(
+    run: &Run<'_>,
+    settings: &RouterSettings,
+    deployment: &Deployment,
+    start: Instant,
+) -> Option<(Instant, Deadline)> {
+    let mut earliest: Option<(Instant, Deadline)> = None;
+    let mut consider = |at: Instant, which: Deadline| {
+        if earliest.is_none_or(|(current, _)| at < current) {
+            earliest = Some((at, which));
+        }
+    };
+    if let Some(limit) = deployment.settings.timeout {
+        consider(start + limit, Deadline::Deployment(limit));
+    }
+    if run.stream {
+        if let Some(limit) = deployment
+            .settings
+            .stream_timeout
+            .or(settings.stream_timeout)
+        {
+            consider(start + limit, Deadline::FirstChunk(limit));
+        }
+    }
+    if let (Some(deadline), Some(timeout)) = (run.deadline, run.timeout) {
+        consider(deadline, Deadline::Overall(timeout));
+    }
+    earliest
 }
 
 /// The request with the deployment's system prompt prepended, borrowed
@@ -205,9 +628,32 @@ pub(crate) fn with_system_prompt<'a>(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
 mod tests {
     use super::*;
     use gateway_types::MessageContent;
+
+    fn assert_send<T: Send>(_: &T) {}
+
+    #[test]
+    fn call_futures_are_send_so_servers_can_spawn_them() {
+        let router = Router::new(RouterSettings::default(), Vec::new()).unwrap();
+        let chat = ChatRequest::default();
+        let embeddings = EmbeddingsRequest {
+            model: String::new(),
+            input: serde_json::Value::Null,
+            encoding_format: None,
+            dimensions: None,
+            user: None,
+            extra: Default::default(),
+        };
+        let options = RequestOptions::default();
+        assert_send(&router.chat(&chat, &options));
+        assert_send(&router.chat_stream(&chat, &options));
+        assert_send(&router.embeddings(&embeddings, &options));
+        fn assert_sync<T: Send + Sync>(_: &T) {}
+        assert_sync(&router);
+    }
 
     #[test]
     fn system_prompt_is_prepended_only_when_set() {

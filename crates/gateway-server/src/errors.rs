@@ -98,9 +98,13 @@ impl ApiError {
                     .with_retry_after(Some(*retry_after))
             }
             RouterError::Timeout(_) => Self::new(StatusCode::GATEWAY_TIMEOUT, "timeout", error.to_string()),
+            RouterError::ContextWindowExceeded { .. } => {
+                Self::new(StatusCode::BAD_REQUEST, "context_length_exceeded", error.to_string()).with_param("messages")
+            }
+            RouterError::InvalidConfig(_) => {
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_server_error", error.to_string())
+            }
             RouterError::Provider(provider) => Self::from_provider(provider),
-            // RouterError is non-exhaustive; new variants surface as 500 until mapped.
-            _ => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_server_error", error.to_string()),
         }
     }
 

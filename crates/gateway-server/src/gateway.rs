@@ -4,9 +4,13 @@
 use crate::config::{ConfigError, GatewayConfig};
 use bytes::Bytes;
 use gateway_providers::{BuildContext, HttpClient, HttpClientOptions, ProviderRegistry};
-use gateway_router::{Deployment, DeploymentSettings, Router, RouterSettings, RoutingStrategy};
+use gateway_router::{
+    Deployment, DeploymentSettings, FallbackMap, RetryPolicy, Router, RouterSettings,
+    RoutingStrategy,
+};
 use gateway_types::{DeploymentId, ModelList, ModelName, ModelObject};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 /// The gateway: everything a request needs, swappable as a whole.
 ///
@@ -95,6 +99,8 @@ impl Runtime {
                     input_cost_per_token: deployment.input_cost_per_token,
                     output_cost_per_token: deployment.output_cost_per_token,
                     system_prompt: deployment.system_prompt.clone(),
+                    cooldown_time: deployment.cooldown_time,
+                    num_retries: deployment.num_retries,
                 },
             });
         }
@@ -111,14 +117,11 @@ impl Runtime {
                 })
             }
         };
-        let defaults = RouterSettings::default();
-        let settings = RouterSettings {
-            strategy,
-            num_retries: config.router.num_retries.unwrap_or(defaults.num_retries),
-            timeout: config.router.timeout,
-            stream_timeout: config.router.stream_timeout,
-        };
-        let router = Router::new(settings, deployments);
+        let settings = router_settings(&config, strategy);
+        let router = Router::new(settings, deployments).map_err(|error| ConfigError::Invalid {
+            path: "model_list".to_owned(),
+            reason: error.to_string(),
+        })?;
         let models = ModelList::new(
             router
                 .model_names()
@@ -134,5 +137,56 @@ impl Runtime {
             router,
             models_json,
         })
+    }
+}
+
+/// LiteLLM's default request timeout (`litellm.request_timeout`), used when
+/// the config sets none: the router only waits for capacity or a cooldown
+/// within a deadline, so there always is one.
+const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(6000);
+
+/// Maps the config's routing keys onto the router's settings.
+fn router_settings(config: &GatewayConfig, strategy: RoutingStrategy) -> RouterSettings {
+    let defaults = RouterSettings::default();
+    let routing = &config.router.routing;
+    let fallback_map = |rules: &[(String, Vec<String>)]| {
+        let mut map = FallbackMap::new();
+        for (group, targets) in rules {
+            map.entry(ModelName::new(group.as_str()))
+                .or_default()
+                .extend(targets.iter().map(|target| ModelName::new(target.as_str())));
+        }
+        map
+    };
+    let policy = &routing.retry_policy;
+    RouterSettings {
+        strategy,
+        num_retries: config.router.num_retries.unwrap_or(defaults.num_retries),
+        timeout: Some(config.router.timeout.unwrap_or(DEFAULT_REQUEST_TIMEOUT)),
+        stream_timeout: config.router.stream_timeout,
+        fallbacks: fallback_map(&routing.fallbacks),
+        context_window_fallbacks: fallback_map(&routing.context_window_fallbacks),
+        content_policy_fallbacks: fallback_map(&routing.content_policy_fallbacks),
+        default_fallbacks: routing
+            .default_fallbacks
+            .iter()
+            .map(|name| ModelName::new(name.as_str()))
+            .collect(),
+        max_fallbacks: routing.max_fallbacks.unwrap_or(defaults.max_fallbacks),
+        allowed_fails: routing.allowed_fails.unwrap_or(defaults.allowed_fails),
+        cooldown_time: routing.cooldown_time.unwrap_or(defaults.cooldown_time),
+        disable_cooldowns: routing.disable_cooldowns,
+        retry_after: routing.retry_after.unwrap_or(defaults.retry_after),
+        retry_policy: RetryPolicy {
+            bad_request: policy.bad_request,
+            authentication: policy.authentication,
+            timeout: policy.timeout,
+            rate_limit: policy.rate_limit,
+            content_policy_violation: policy.content_policy_violation,
+            internal_server_error: policy.internal_server_error,
+        },
+        enable_pre_call_checks: routing.enable_pre_call_checks,
+        enable_tag_filtering: routing.enable_tag_filtering,
+        ..defaults
     }
 }

@@ -1,0 +1,1 @@
+//! Micro-benchmarks live under `micro/`; this library is empty.

@@ -1,0 +1,167 @@
+//! One attempt's bookkeeping: the in-flight guard that records the outcome
+//! into the engine (and ends the call when dropped), and the committed stream
+//! that carries the guard until the stream ends.
+
+use crate::engine::{Engine, Outcome};
+use crate::state::{with_table, RouterState};
+use futures_core::Stream;
+use gateway_providers::{ChunkStream, ProviderError};
+use gateway_types::ChatChunk;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+/// The engine and its state, shared by a router and its live attempts.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) engine: Engine,
+    pub(crate) state: Arc<dyn RouterState>,
+}
+
+/// The driver's clock: tokio's, so that paused-time tests control it.
+pub(crate) fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+/// A call in flight on one deployment. Dropping it unfinished (the request
+/// was cancelled) ends the call without blaming the deployment.
+#[derive(Debug)]
+pub(crate) struct InFlight {
+    shared: Arc<Shared>,
+    deployment: usize,
+    started: Instant,
+    ended: bool,
+}
+
+impl InFlight {
+    /// Tracks a call the engine already counted as started.
+    pub(crate) fn new(shared: Arc<Shared>, deployment: usize, started: Instant) -> Self {
+        Self {
+            shared,
+            deployment,
+            started,
+            ended: false,
+        }
+    }
+
+    fn elapsed(&self) -> Duration {
+        now().saturating_duration_since(self.started)
+    }
+
+    fn finish(&mut self, outcome: Option<&Outcome>, tokens: u64) {
+        if self.ended {
+            return;
+        }
+        self.ended = true;
+        let now = now();
+        let (engine, deployment) = (&self.shared.engine, self.deployment);
+        with_table(&*self.shared.state, |table| {
+            if let Some(outcome) = outcome {
+                engine.record(table, deployment, outcome, now);
+            }
+            engine.end(table, deployment, tokens, now);
+        });
+    }
+
+    /// The call answered with `tokens` of usage.
+    pub(crate) fn succeed(mut self, tokens: u64) {
+        let outcome = Outcome::Success {
+            latency: self.elapsed(),
+            stream: false,
+        };
+        self.finish(Some(&outcome), tokens);
+    }
+
+    /// The call failed.
+    pub(crate) fn fail(&mut self, error: &ProviderError, tokens: u64) {
+        let outcome = Outcome::failure(error, self.elapsed());
+        self.finish(Some(&outcome), tokens);
+    }
+
+    /// A stream sent its first chunk: records the time to first token and
+    /// keeps the call in flight.
+    fn first_chunk(&self) {
+        let outcome = Outcome::Success {
+            latency: self.elapsed(),
+            stream: true,
+        };
+        let now = now();
+        let (engine, deployment) = (&self.shared.engine, self.deployment);
+        with_table(&*self.shared.state, |table| {
+            engine.record(table, deployment, &outcome, now)
+        });
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.finish(None, 0);
+    }
+}
+
+/// A stream whose first chunk arrived, before the router commits to it.
+pub(crate) struct Peeked {
+    pub(crate) first: ChatChunk,
+    pub(crate) rest: ChunkStream,
+}
+
+/// Commits to a peeked stream: records its time to first token and returns
+/// the stream with the first chunk put back in front.
+pub(crate) fn commit(peeked: Peeked, guard: InFlight) -> ChunkStream {
+    guard.first_chunk();
+    Box::pin(CommittedStream {
+        tokens: peeked
+            .first
+            .usage
+            .as_ref()
+            .map_or(0, |usage| usage.total_tokens),
+        first: Some(peeked.first),
+        rest: peeked.rest,
+        guard,
+        done: false,
+    })
+}
+
+/// A committed stream: yields the first chunk again, watches for usage, and
+/// records the end (or a mid-stream failure) of the call.
+struct CommittedStream {
+    first: Option<ChatChunk>,
+    rest: ChunkStream,
+    guard: InFlight,
+    tokens: u64,
+    done: bool,
+}
+
+impl Stream for CommittedStream {
+    type Item = Result<ChatChunk, ProviderError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if let Some(first) = this.first.take() {
+            return Poll::Ready(Some(Ok(first)));
+        }
+        if this.done {
+            return Poll::Ready(None);
+        }
+        match this.rest.as_mut().poll_next(cx) {
+            Poll::Ready(Some(Ok(chunk))) => {
+                if let Some(usage) = &chunk.usage {
+                    this.tokens = usage.total_tokens;
+                }
+                Poll::Ready(Some(Ok(chunk)))
+            }
+            Poll::Ready(Some(Err(error))) => {
+                this.done = true;
+                this.guard.fail(&error, this.tokens);
+                Poll::Ready(Some(Err(error)))
+            }
+            Poll::Ready(None) => {
+                this.done = true;
+                this.guard.finish(None, this.tokens);
+                Poll::Ready(None)
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
