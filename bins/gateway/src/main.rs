@@ -1,12 +1,14 @@
 //! `gateway`: the LLM gateway binary. Parses the command line, sets up
-//! logging, loads the config, and serves until SIGINT or SIGTERM.
+//! logging, loads the config, and serves until SIGINT or SIGTERM; SIGHUP
+//! (and, with `--watch`, a change to the config files) reloads the config.
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
-use gateway_server::{config::GatewayConfig, server, Gateway};
+use gateway_server::{config::GatewayConfig, reload, server, Gateway};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// An OpenAI-compatible gateway in front of many model providers. Reads
 /// LiteLLM's config.yaml format; takes the LiteLLM CLI's flags.
@@ -29,6 +31,14 @@ struct Cli {
     /// Log level or filter (e.g. `info`, `gateway_server=debug`); RUST_LOG wins.
     #[arg(long, default_value = "info", global = true)]
     log_level: String,
+    /// Log request bodies (keys redacted) in the request log line. A
+    /// debugging aid: bodies hold your users' messages.
+    #[arg(long)]
+    log_bodies: bool,
+    /// Reload the config when the file (or an included file) changes,
+    /// checked every second. SIGHUP always reloads.
+    #[arg(long)]
+    watch: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -67,7 +77,7 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?
-        .block_on(run(config, &cli.host, cli.port))
+        .block_on(run(config, &cli))
 }
 
 fn check(config: &GatewayConfig) -> anyhow::Result<()> {
@@ -87,13 +97,23 @@ fn check(config: &GatewayConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn run(config: GatewayConfig, host: &str, port: u16) -> anyhow::Result<()> {
+async fn run(config: GatewayConfig, cli: &Cli) -> anyhow::Result<()> {
+    let (host, port) = (cli.host.as_str(), cli.port);
     if config.general.master_key.is_none() {
         tracing::warn!(
             "no general_settings.master_key: the gateway is open to anyone who can reach it"
         );
     }
     let gateway = Arc::new(Gateway::from_config(config)?);
+    gateway.set_log_request_bodies(cli.log_bodies);
+    #[cfg(unix)]
+    tokio::spawn(reload::reload_on_sighup(Arc::clone(&gateway)));
+    if cli.watch {
+        tokio::spawn(reload::watch_config(
+            Arc::clone(&gateway),
+            Duration::from_secs(1),
+        ));
+    }
     let listener = tokio::net::TcpListener::bind((host, port))
         .await
         .with_context(|| format!("cannot listen on {host}:{port}"))?;

@@ -30,8 +30,12 @@ pub mod errors;
 mod gateway;
 mod handlers;
 pub mod http;
+pub mod metrics;
+mod observe;
+mod ops;
+pub mod reload;
 mod request;
 pub mod server;
 mod stream;
 
-pub use gateway::Gateway;
+pub use gateway::{Gateway, ReloadReport, StoreHealth, StoreHealthProbe};

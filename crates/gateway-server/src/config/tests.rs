@@ -73,8 +73,11 @@ environment_variables: {REDIS_HOST: "localhost", REDIS_PORT: "6379"}
     );
     assert_eq!(config.env.get("REDIS_HOST").as_deref(), Some("localhost"));
     let warned: Vec<&str> = config.warnings.iter().map(|w| w.path.as_str()).collect();
+    assert!(
+        !warned.contains(&"litellm_settings.callbacks"),
+        "the prometheus callback is built in: {warned:?}"
+    );
     for key in [
-        "litellm_settings.callbacks",
         "litellm_settings.cache",
         "litellm_settings.cache_params",
         "general_settings.alerting",
