@@ -648,3 +648,32 @@ async fn no_configured_secret_is_ever_logged() {
     assert!(!text.contains(MASTER), "the master key was logged");
     assert!(!text.contains(PROVIDER_KEY), "the provider key was logged");
 }
+
+#[tokio::test]
+async fn the_file_watch_reloads_when_the_config_changes() {
+    let dir = TempDir::new("watch");
+    let path = dir.write(
+        "config.yaml",
+        "model_list:\n  - model_name: watched-before\n    litellm_params: {model: mock/a}\n",
+    );
+    let gateway = TestGateway::start_file(&path, &[]).await;
+    let mut reloads = gateway.gateway.subscribe_reloads();
+    let watcher = tokio::spawn(reload::watch_config(
+        Arc::clone(&gateway.gateway),
+        Duration::from_millis(5),
+    ));
+    // A different length, so the change shows even where mtimes are coarse.
+    dir.write(
+        "config.yaml",
+        "model_list:\n  - model_name: watched-after-the-change\n    litellm_params: {model: mock/b}\n",
+    );
+    tokio::time::timeout(PATIENCE, reloads.changed())
+        .await
+        .expect("the watcher reloads after the file changed")
+        .unwrap();
+    assert_eq!(
+        gateway.gateway.config().model_names(),
+        vec!["watched-after-the-change"]
+    );
+    watcher.abort();
+}

@@ -47,6 +47,13 @@ struct Cli {
 enum Command {
     /// Validate the config and print the model aliases it serves.
     Check,
+    /// Exit 0 when a running gateway answers 200 on the URL (for container
+    /// health checks in images without curl). Plain HTTP only.
+    Healthcheck {
+        /// The URL to probe.
+        #[arg(long, default_value = "http://127.0.0.1:4000/health/liveliness")]
+        url: String,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -57,6 +64,9 @@ enum LogFormat {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Some(Command::Healthcheck { url }) = &cli.command {
+        return healthcheck(url);
+    }
     init_logging(cli.log_format, &cli.log_level);
     let config = match &cli.config {
         Some(path) => GatewayConfig::load(path)?,
@@ -94,6 +104,28 @@ fn check(config: &GatewayConfig) -> anyhow::Result<()> {
             .count();
         writeln!(out, "  {name} ({count} deployment(s))")?;
     }
+    Ok(())
+}
+
+fn healthcheck(url: &str) -> anyhow::Result<()> {
+    use std::io::Read;
+    let rest = url.strip_prefix("http://").context("only http:// URLs")?;
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let address = std::net::ToSocketAddrs::to_socket_addrs(authority)?
+        .next()
+        .context("the URL's host does not resolve")?;
+    let timeout = Duration::from_secs(3);
+    let mut stream = std::net::TcpStream::connect_timeout(&address, timeout)?;
+    stream.set_read_timeout(Some(timeout))?;
+    let path = if path.is_empty() { "/" } else { path };
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {authority}\r\n\r\n")?;
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head)?;
+    anyhow::ensure!(
+        head.ends_with(b" 200"),
+        "{url} answered {}",
+        String::from_utf8_lossy(&head)
+    );
     Ok(())
 }
 

@@ -31,6 +31,8 @@ pub struct Gateway {
     log_bodies: AtomicBool,
     /// `None` when another global metrics recorder was installed first.
     pub(crate) metrics: Option<PrometheusHandle>,
+    /// Successful reloads so far; subscribers see each one.
+    reloads: tokio::sync::watch::Sender<u64>,
 }
 
 /// One immutable generation of configuration: the config, the router built
@@ -48,6 +50,20 @@ pub(crate) struct Runtime {
     /// Every configured credential, scrubbed from logged error messages.
     pub(crate) secrets: Vec<String>,
 }
+
+/// Environment variables that hold credentials adapters may read; their
+/// values are scrubbed from logged messages like configured keys.
+const CREDENTIAL_VARIABLES: &[&str] = &[
+    "LITELLM_MASTER_KEY",
+    "DATABASE_URL",
+    "OPENAI_API_KEY",
+    "HOSTED_VLLM_API_KEY",
+    "OPENROUTER_API_KEY",
+    "ANTHROPIC_API_KEY",
+    "AZURE_API_KEY",
+    "GEMINI_API_KEY",
+    "GOOGLE_API_KEY",
+];
 
 /// What a reload changed, by deployment id.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -163,6 +179,7 @@ impl Gateway {
             store_health: RwLock::new(None),
             log_bodies: AtomicBool::new(false),
             metrics: handle,
+            reloads: tokio::sync::watch::Sender::new(0),
         })
     }
 
@@ -196,6 +213,7 @@ impl Gateway {
             Err(poisoned) => *poisoned.into_inner() = runtime,
         }
         metrics::record_reload(true);
+        self.reloads.send_modify(|count| *count += 1);
         Ok(report)
     }
 
@@ -217,6 +235,12 @@ impl Gateway {
                 Err(error)
             }
         }
+    }
+
+    /// Counts successful reloads; `changed()` resolves after each one. For
+    /// whatever must follow the config in force (and for tests).
+    pub fn subscribe_reloads(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.reloads.subscribe()
     }
 
     /// Plugs in the store's health, reported by `/health/readiness`. Until
@@ -364,6 +388,12 @@ impl Runtime {
         {
             secrets.push(secret.expose().to_owned());
         }
+        // Adapters fall back to these when a deployment has no api_key.
+        secrets.extend(
+            CREDENTIAL_VARIABLES
+                .iter()
+                .filter_map(|name| config.env.get(name)),
+        );
         // Short values would scrub ordinary words from messages.
         secrets.retain(|secret| secret.len() >= 8);
         let strategy = match config.router.routing_strategy.as_deref() {

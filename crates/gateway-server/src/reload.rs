@@ -51,10 +51,23 @@ pub async fn reload_on_sighup(gateway: Arc<Gateway>) -> std::io::Result<()> {
 /// Polls the modification time and size of the config file and its
 /// `include:` files every `interval`, and reloads when one changes. A
 /// change that fails to load is reported once; the next change is tried
-/// again. Runs until dropped.
-pub async fn watch_config(gateway: Arc<Gateway>, interval: Duration) {
-    let mut files = watched_files(&gateway);
-    let mut last = stamps(&files);
+/// again. The files are compared with their state when this is called
+/// (not when the future first runs); the future runs until dropped.
+pub fn watch_config(
+    gateway: Arc<Gateway>,
+    interval: Duration,
+) -> impl std::future::Future<Output = ()> + Send {
+    let files = watched_files(&gateway);
+    let last = stamps(&files);
+    watch_loop(gateway, interval, files, last)
+}
+
+async fn watch_loop(
+    gateway: Arc<Gateway>,
+    interval: Duration,
+    mut files: Vec<PathBuf>,
+    mut last: Vec<Option<(SystemTime, u64)>>,
+) {
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
