@@ -386,6 +386,10 @@ fn route_result<T>(
         error.message = runtime.scrub(&error.message);
         outcome.failure = Some(route_failure_kind(&failure.error));
         outcome.error = Some(failure.error.to_string());
+        if failure.report.deployment.is_none() {
+            // No upstream was called (unknown model, nothing routable).
+            outcome.upstream_time = None;
+        }
         if failure.report.requested_group.is_some() {
             outcome.report = Some(failure.report);
         }
