@@ -677,3 +677,48 @@ async fn the_file_watch_reloads_when_the_config_changes() {
     );
     watcher.abort();
 }
+
+#[tokio::test]
+async fn metrics_can_require_the_master_key_and_reload_is_open_without_one() {
+    let guarded = TestGateway::start(
+        "model_list:\n  - model_name: guarded\n    litellm_params: {model: mock/g}\nlitellm_settings:\n  require_auth_for_metrics_endpoint: true\ngeneral_settings:\n  master_key: os.environ/MASTER\n",
+        &[("MASTER", MASTER)],
+    )
+    .await;
+    send("GET", &guarded.url("/metrics"), &[], "")
+        .await
+        .assert_error(401, "auth_error");
+    let auth = format!("Bearer {MASTER}");
+    let scraped = send(
+        "GET",
+        &guarded.url("/metrics"),
+        &[("authorization", &auth)],
+        "",
+    )
+    .await;
+    assert_eq!(scraped.status, 200);
+    assert!(!parse_exposition(&scraped.text()).is_empty());
+
+    // With no master key, the admin endpoints are open, as in LiteLLM.
+    let dir = TempDir::new("open");
+    let path = dir.write(
+        "config.yaml",
+        "model_list:\n  - model_name: open-before\n    litellm_params: {model: mock/o}\n",
+    );
+    let open = TestGateway::start_file(&path, &[]).await;
+    dir.write(
+        "config.yaml",
+        "model_list:\n  - model_name: open-after\n    litellm_params: {model: mock/o}\n",
+    );
+    let reloaded = send("POST", &open.url("/config/reload"), &[], "").await;
+    assert_eq!(reloaded.status, 200, "{}", reloaded.text());
+    assert_eq!(reloaded.json()["models"], json!(["open-after"]));
+    let (_, samples) = metrics_samples(&open).await;
+    assert!(
+        metric_sum(
+            &samples,
+            "gateway_config_reloads_total",
+            &[("result", "success")]
+        ) >= 1.0
+    );
+}
