@@ -722,3 +722,48 @@ async fn metrics_can_require_the_master_key_and_reload_is_open_without_one() {
         ) >= 1.0
     );
 }
+
+#[tokio::test]
+async fn a_client_that_leaves_before_the_answer_still_gets_its_log_line() {
+    let logs = CapturedLogs::install();
+    let arrived = Arc::new(tokio::sync::Notify::new());
+    let upstream = FakeUpstream::start(Reply::Hang {
+        arrived: Arc::clone(&arrived),
+    })
+    .await;
+    let gateway = TestGateway::start(
+        &format!(
+            "model_list:\n  - model_name: very-slow\n    litellm_params: {{model: openai/m, api_base: \"{}\", api_key: k}}\n",
+            upstream.api_base()
+        ),
+        &[],
+    )
+    .await;
+    let mut socket = TcpStream::connect(gateway.addr).await.unwrap();
+    let body = chat_body("very-slow").to_string();
+    let request = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: gw\r\nx-request-id: leaves-early-1\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    socket.write_all(request.as_bytes()).await.unwrap();
+    // The upstream has the request: the gateway is waiting for it. Leave.
+    tokio::time::timeout(PATIENCE, arrived.notified())
+        .await
+        .expect("the request reaches the upstream");
+    drop(socket);
+    let lines = logs.wait_for_request("leaves-early-1").await;
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let fields = &lines[0]["fields"];
+    assert_eq!(fields["status"], 499);
+    assert_eq!(fields["error_kind"], "client_disconnected");
+    assert_eq!(fields["model"], "very-slow");
+    let (_, samples) = metrics_samples(&gateway).await;
+    assert_eq!(
+        metric_sum(
+            &samples,
+            "gateway_requests_total",
+            &[("model", "very-slow"), ("status", "499")]
+        ),
+        1.0
+    );
+}

@@ -117,6 +117,8 @@ pub enum Reply {
     },
     /// SSE events (each a `data:` payload), then the body ends.
     Sse { events: Vec<String> },
+    /// Never answers; notifies `arrived` when the request is in.
+    Hang { arrived: Arc<Notify> },
     /// SSE events every `interval` until the client goes away; the fake then
     /// notifies `gone`.
     EndlessSse {
@@ -244,6 +246,10 @@ async fn answer(
                 .header("content-type", "text/event-stream")
                 .body(Full::new(Bytes::from(text)).boxed())
                 .unwrap()
+        }
+        Reply::Hang { arrived } => {
+            arrived.notify_one();
+            std::future::pending().await
         }
         Reply::EndlessSse {
             event,

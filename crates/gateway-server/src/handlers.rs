@@ -4,7 +4,7 @@ use crate::auth;
 use crate::errors::ApiError;
 use crate::gateway::{Gateway, Runtime};
 use crate::http::{json_bytes_response, json_response, read_body, Body};
-use crate::metrics::{InFlight, TokenCounts};
+use crate::metrics::{DeploymentLabels, InFlight, TokenCounts};
 use crate::observe::{redacted_body, token_counts, Observation};
 use crate::ops;
 use crate::request::{parse_json, take_options};
@@ -35,13 +35,48 @@ impl Gateway {
         let method = request.method().clone();
         let path = request.uri().path().to_owned();
         let model_route = is_model_route(&method, &path);
-        let in_flight = model_route.then(InFlight::start);
-        let mut outcome = Outcome {
-            log_bodies: self.log_request_bodies(&runtime),
-            ..Outcome::default()
+        // Until the response head is ready, the request's line says the
+        // client went away: that is what it means if this future is dropped.
+        let mut unfinished = Unfinished {
+            observation: Some(Observation {
+                runtime: Arc::clone(&runtime),
+                request_id: request_id.clone(),
+                method,
+                path,
+                started,
+                model_route,
+                labels: DeploymentLabels::unknown(),
+                status: CLIENT_CLOSED_REQUEST,
+                failure: Some("client_disconnected"),
+                error: None,
+                attempts: 0,
+                retries: 0,
+                fallbacks: 0,
+                upstream: None,
+                overhead: None,
+                tokens: None,
+                key_alias: "",
+                team: "",
+                cost: NanoUsd::ZERO,
+                request_body: None,
+                in_flight: model_route.then(InFlight::start),
+            }),
+            outcome: Outcome {
+                log_bodies: self.log_request_bodies(&runtime),
+                ..Outcome::default()
+            },
         };
-        let mut response = match dispatch(self, &runtime, request, &request_id, &mut outcome).await
-        {
+        let result = dispatch(
+            self,
+            &runtime,
+            request,
+            &request_id,
+            &mut unfinished.outcome,
+        )
+        .await;
+        let observation = unfinished.observation.take();
+        let mut outcome = std::mem::take(&mut unfinished.outcome);
+        let mut response = match result {
             Ok(response) => response,
             Err(error) => {
                 if outcome.failure.is_none() {
@@ -69,42 +104,21 @@ impl Gateway {
                 format!("{:.3}", overhead.as_secs_f64() * 1000.0),
             );
         }
-        let report = outcome.report.as_ref();
-        let labels = runtime.labels(
-            report
-                .and_then(|report| report.requested_group.as_ref())
-                .map(|group| group.as_str()),
-            report
-                .and_then(|report| report.deployment.as_ref())
-                .map(|deployment| deployment.as_str()),
-        );
-        let status = response.status();
-        let observation = Observation {
-            request_id,
-            method,
-            path,
-            started,
-            model_route,
-            labels,
-            status: status.as_u16(),
-            failure: outcome.failure,
-            error: outcome
-                .error
-                .filter(|_| status.is_server_error())
-                .map(|message| runtime.scrub(&message)),
-            attempts: report.map_or(0, |report| report.attempts),
-            retries: report.map_or(0, |report| report.retries),
-            fallbacks: report.map_or(0, |report| report.fallbacks),
-            upstream: outcome.upstream_time,
-            overhead,
-            tokens: outcome.tokens,
-            key_alias: "",
-            team: "",
-            cost: NanoUsd::ZERO,
-            request_body: outcome.request_body,
-            in_flight,
-            runtime,
+        let Some(mut observation) = observation else {
+            return response;
         };
+        let status = response.status();
+        outcome.describe(&runtime, &mut observation);
+        observation.status = status.as_u16();
+        observation.failure = outcome.failure;
+        observation.error = outcome
+            .error
+            .filter(|_| status.is_server_error())
+            .map(|message| runtime.scrub(&message));
+        observation.upstream = outcome.upstream_time;
+        observation.overhead = overhead;
+        observation.tokens = outcome.tokens;
+        observation.request_body = outcome.request_body;
         match outcome.stream {
             Some((chunks, shape)) => {
                 *response.body_mut() = sse_body(chunks, shape, observation);
@@ -112,6 +126,28 @@ impl Gateway {
             None => observation.finish(None),
         }
         response
+    }
+}
+
+/// nginx's "client closed request": the status logged and counted for a
+/// request whose client went away before the response head.
+const CLIENT_CLOSED_REQUEST: u16 = 499;
+
+/// A request whose response head is not ready yet. Dropped before that
+/// (the client disconnected and hyper dropped the handler), it still emits
+/// the request's one log line and metrics.
+struct Unfinished {
+    observation: Option<Observation>,
+    outcome: Outcome,
+}
+
+impl Drop for Unfinished {
+    fn drop(&mut self) {
+        if let Some(mut observation) = self.observation.take() {
+            let runtime = Arc::clone(&observation.runtime);
+            self.outcome.describe(&runtime, &mut observation);
+            observation.finish(None);
+        }
     }
 }
 
@@ -129,6 +165,31 @@ struct Outcome {
     stream: Option<(ChunkStream, StreamShape)>,
     log_bodies: bool,
     request_body: Option<String>,
+    /// The labels of the requested alias, once the body is parsed and the
+    /// alias is configured (before routing has a report).
+    requested: Option<DeploymentLabels>,
+}
+
+impl Outcome {
+    /// Copies what routing learned (labels, attempts) into the observation.
+    fn describe(&self, runtime: &Runtime, observation: &mut Observation) {
+        let Some(report) = &self.report else {
+            if let Some(requested) = &self.requested {
+                observation.labels = requested.clone();
+            }
+            return;
+        };
+        observation.labels = runtime.labels(
+            report.requested_group.as_ref().map(|group| group.as_str()),
+            report
+                .deployment
+                .as_ref()
+                .map(|deployment| deployment.as_str()),
+        );
+        observation.attempts = report.attempts;
+        observation.retries = report.retries;
+        observation.fallbacks = report.fallbacks;
+    }
 }
 
 /// Chat and embeddings: the routes counted in the request metrics.
@@ -291,6 +352,7 @@ where
                 .with_param("messages"),
         );
     }
+    outcome.requested = runtime.model_labels.get(chat.model.as_str()).cloned();
     let options = take_options(&mut chat.extra, &headers, request_id)?;
     let requested = chat.model.clone();
     let upstream_started = Instant::now();
@@ -357,6 +419,7 @@ where
                 .with_param("input"),
         );
     }
+    outcome.requested = runtime.model_labels.get(embeddings.model.as_str()).cloned();
     let options = take_options(&mut embeddings.extra, &headers, request_id)?;
     let requested = embeddings.model.clone();
     let upstream_started = Instant::now();

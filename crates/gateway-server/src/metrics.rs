@@ -41,8 +41,10 @@ pub const REQUESTS_TOTAL: &str = "gateway_requests_total";
 /// `invalid_response`, `unsupported`); routing failures are
 /// `unknown_model`, `no_deployment`, `no_healthy_deployment`,
 /// `rate_limited`, `timeout`; failures before routing are `client_auth`,
-/// `invalid_request` and `internal`; a stream that breaks after its first
-/// byte adds one failure of the upstream kind with status 200.
+/// `invalid_request` and `internal`; a client that leaves before the
+/// response head is `client_disconnected` (status 499); a stream that
+/// breaks after its first byte adds one failure of the upstream kind with
+/// status 200.
 pub const REQUEST_FAILURES_TOTAL: &str = "gateway_request_failures_total";
 /// Total request time, from the first byte read to the last byte written
 /// (histogram, seconds). Labels: `model`, `deployment`.
@@ -473,6 +475,7 @@ fn status_label(status: u16) -> SharedString {
         408 => "408",
         413 => "413",
         429 => "429",
+        499 => "499",
         500 => "500",
         502 => "502",
         503 => "503",

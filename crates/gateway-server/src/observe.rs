@@ -38,6 +38,7 @@ pub(crate) struct Observation {
     pub(crate) overhead: Option<Duration>,
     pub(crate) tokens: Option<TokenCounts>,
     /// Virtual key alias and team: empty until virtual keys land.
+    /// (`&'static` for now; they become shared strings with the keys.)
     pub(crate) key_alias: &'static str,
     pub(crate) team: &'static str,
     /// This request's cost: zero until budgets land.
