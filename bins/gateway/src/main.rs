@@ -140,7 +140,9 @@ async fn run(config: GatewayConfig, cli: &Cli) -> anyhow::Result<()> {
     gateway.set_log_request_bodies(cli.log_bodies);
     #[cfg(unix)]
     tokio::spawn(reload::reload_on_sighup(Arc::clone(&gateway)));
-    if cli.watch {
+    if cli.watch && cli.config.is_none() {
+        tracing::warn!("--watch without --config: there is no file to watch");
+    } else if cli.watch {
         tokio::spawn(reload::watch_config(
             Arc::clone(&gateway),
             Duration::from_secs(1),
