@@ -14,6 +14,7 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -26,6 +27,8 @@ pub const PATIENCE: Duration = Duration::from_secs(10);
 #[derive(Debug)]
 pub struct TestGateway {
     pub addr: SocketAddr,
+    /// The gateway itself, for reloads and hooks.
+    pub gateway: Arc<Gateway>,
     shutdown: Option<oneshot::Sender<()>>,
     pub stopped: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
@@ -40,6 +43,20 @@ impl TestGateway {
         let config =
             GatewayConfig::parse(config, None, gateway_providers::Env::isolated(variables))
                 .unwrap_or_else(|error| panic!("test config invalid: {error}"));
+        Self::start_config(config).await
+    }
+
+    /// Starts the gateway on a config file, as `--config` does; reloads read
+    /// the file again. `os.environ/` reads only `env`.
+    pub async fn start_file(path: &Path, env: &[(&str, &str)]) -> Self {
+        let text = std::fs::read_to_string(path).unwrap();
+        let config = GatewayConfig::parse(&text, Some(path), isolated_env(env))
+            .unwrap_or_else(|error| panic!("test config invalid: {error}"));
+        Self::start_config(config).await
+    }
+
+    /// Starts the gateway on a loaded config.
+    pub async fn start_config(config: GatewayConfig) -> Self {
         let gateway = Arc::new(
             Gateway::from_config(config)
                 .unwrap_or_else(|error| panic!("gateway build failed: {error}")),
@@ -49,13 +66,14 @@ impl TestGateway {
         let (shutdown, signal) = oneshot::channel::<()>();
         let stopped = tokio::spawn(gateway_server::server::serve(
             listener,
-            gateway,
+            Arc::clone(&gateway),
             async move {
                 let _ = signal.await;
             },
         ));
         Self {
             addr,
+            gateway,
             shutdown: Some(shutdown),
             stopped: Some(stopped),
         }
@@ -99,6 +117,8 @@ pub enum Reply {
     },
     /// SSE events (each a `data:` payload), then the body ends.
     Sse { events: Vec<String> },
+    /// Never answers; notifies `arrived` when the request is in.
+    Hang { arrived: Arc<Notify> },
     /// SSE events every `interval` until the client goes away; the fake then
     /// notifies `gone`.
     EndlessSse {
@@ -226,6 +246,10 @@ async fn answer(
                 .header("content-type", "text/event-stream")
                 .body(Full::new(Bytes::from(text)).boxed())
                 .unwrap()
+        }
+        Reply::Hang { arrived } => {
+            arrived.notify_one();
+            std::future::pending().await
         }
         Reply::EndlessSse {
             event,
@@ -361,4 +385,222 @@ pub fn upstream_chunk(content: Option<&str>, finish: Option<&str>) -> String {
         "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]
     })
     .to_string()
+}
+
+/// An environment holding only these variables.
+pub fn isolated_env(env: &[(&str, &str)]) -> gateway_providers::Env {
+    gateway_providers::Env::isolated(
+        env.iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+    )
+}
+
+/// A directory of its own under the system temp dir, removed on drop.
+#[derive(Debug)]
+pub struct TempDir {
+    pub path: PathBuf,
+}
+
+impl TempDir {
+    pub fn new(name: &str) -> Self {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let unique = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!(
+            "gateway-test-{}-{name}-{unique}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&path).unwrap();
+        Self { path }
+    }
+
+    /// Writes (or replaces) a file and returns its path.
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.path.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// One sample of the Prometheus text exposition.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub value: f64,
+}
+
+/// Parses the Prometheus text format (0.0.4): comments skipped, label
+/// values unescaped.
+pub fn parse_exposition(text: &str) -> Vec<Sample> {
+    let mut samples = Vec::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (name_end, mut labels) = match line.find('{') {
+            Some(open) if open < line.find(' ').unwrap_or(usize::MAX) => (open, BTreeMap::new()),
+            _ => (line.find(' ').unwrap_or(line.len()), BTreeMap::new()),
+        };
+        let name = line[..name_end].to_owned();
+        let mut rest = &line[name_end..];
+        if let Some(inner) = rest.strip_prefix('{') {
+            let mut chars = inner.char_indices().peekable();
+            let end;
+            loop {
+                // label name
+                let mut key = String::new();
+                while let Some(&(_, c)) = chars.peek() {
+                    if c == '=' || c == '}' {
+                        break;
+                    }
+                    if c != ',' && c != ' ' {
+                        key.push(c);
+                    }
+                    chars.next();
+                }
+                match chars.next() {
+                    Some((index, '}')) => {
+                        end = index;
+                        break;
+                    }
+                    Some((_, '=')) => {}
+                    other => panic!("bad exposition line {line:?} at {other:?}"),
+                }
+                assert_eq!(chars.next().map(|(_, c)| c), Some('"'), "line {line:?}");
+                let mut value = String::new();
+                loop {
+                    match chars.next() {
+                        Some((_, '\\')) => match chars.next() {
+                            Some((_, 'n')) => value.push('\n'),
+                            Some((_, c)) => value.push(c),
+                            None => panic!("bad escape in {line:?}"),
+                        },
+                        Some((_, '"')) => break,
+                        Some((_, c)) => value.push(c),
+                        None => panic!("unterminated label value in {line:?}"),
+                    }
+                }
+                labels.insert(key, value);
+            }
+            rest = &inner[end + 1..];
+        }
+        let value = rest
+            .split_whitespace()
+            .next()
+            .unwrap_or_else(|| panic!("no value: {line:?}"));
+        let value = match value {
+            "+Inf" => f64::INFINITY,
+            "-Inf" => f64::NEG_INFINITY,
+            other => other
+                .parse()
+                .unwrap_or_else(|_| panic!("bad value in {line:?}")),
+        };
+        samples.push(Sample {
+            name,
+            labels,
+            value,
+        });
+    }
+    samples
+}
+
+/// The sum of every sample named `name` whose labels include `labels`.
+pub fn metric_sum(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
+    samples
+        .iter()
+        .filter(|sample| sample.name == name)
+        .filter(|sample| {
+            labels
+                .iter()
+                .all(|(key, value)| sample.labels.get(*key).map(String::as_str) == Some(*value))
+        })
+        .map(|sample| sample.value)
+        .sum()
+}
+
+/// Log lines written by every gateway in this test process, as JSON, at
+/// debug level. The subscriber is global, so it is installed once.
+#[derive(Clone, Debug)]
+pub struct CapturedLogs {
+    buffer: Arc<Mutex<Vec<u8>>>,
+    written: Arc<Notify>,
+}
+
+impl CapturedLogs {
+    /// Installs the capturing subscriber on first call.
+    pub fn install() -> Self {
+        static LOGS: std::sync::OnceLock<CapturedLogs> = std::sync::OnceLock::new();
+        LOGS.get_or_init(|| {
+            let logs = CapturedLogs {
+                buffer: Arc::new(Mutex::new(Vec::new())),
+                written: Arc::new(Notify::new()),
+            };
+            let writer = logs.clone();
+            tracing_subscriber::fmt()
+                .json()
+                .with_env_filter(tracing_subscriber::EnvFilter::new("debug"))
+                .with_writer(move || writer.clone())
+                .init();
+            logs
+        })
+        .clone()
+    }
+
+    /// Everything written so far.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.buffer.lock().unwrap()).into_owned()
+    }
+
+    /// The JSON lines whose fields match `filter`.
+    pub fn lines(&self, filter: impl Fn(&Value) -> bool) -> Vec<Value> {
+        self.text()
+            .lines()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .filter(|line| filter(line))
+            .collect()
+    }
+
+    /// The `request` lines of one request id.
+    pub fn request_lines(&self, request_id: &str) -> Vec<Value> {
+        self.lines(|line| {
+            line["fields"]["message"] == "request" && line["fields"]["request_id"] == request_id
+        })
+    }
+
+    /// Waits (at most [`PATIENCE`]) until a request line for `request_id` is
+    /// written, and returns the lines for it.
+    pub async fn wait_for_request(&self, request_id: &str) -> Vec<Value> {
+        let waited = tokio::time::timeout(PATIENCE, async {
+            loop {
+                let written = self.written.notified();
+                let lines = self.request_lines(request_id);
+                if !lines.is_empty() {
+                    return lines;
+                }
+                written.await;
+            }
+        })
+        .await;
+        waited.unwrap_or_else(|_| panic!("no request line for {request_id} within {PATIENCE:?}"))
+    }
+}
+
+impl std::io::Write for CapturedLogs {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.buffer.lock().unwrap().extend_from_slice(bytes);
+        self.written.notify_waiters();
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }

@@ -1,13 +1,15 @@
 //! `gateway`: the LLM gateway binary. Parses the command line, sets up
-//! logging, loads the config, and serves until SIGINT or SIGTERM.
+//! logging, loads the config, and serves until SIGINT or SIGTERM; SIGHUP
+//! (and, with `--watch`, a change to the config files) reloads the config.
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
-use gateway_server::{config::GatewayConfig, server, Gateway};
+use gateway_server::{config::GatewayConfig, reload, server, Gateway};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// An OpenAI-compatible gateway in front of many model providers. Reads
 /// LiteLLM's config.yaml format; takes the LiteLLM CLI's flags.
@@ -30,6 +32,14 @@ struct Cli {
     /// Log level or filter (e.g. `info`, `gateway_server=debug`); RUST_LOG wins.
     #[arg(long, default_value = "info", global = true)]
     log_level: String,
+    /// Log request bodies (keys redacted) in the request log line. A
+    /// debugging aid: bodies hold your users' messages.
+    #[arg(long)]
+    log_bodies: bool,
+    /// Reload the config when the file (or an included file) changes,
+    /// checked every second. SIGHUP always reloads.
+    #[arg(long)]
+    watch: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -38,6 +48,13 @@ struct Cli {
 enum Command {
     /// Validate the config and print the model aliases it serves.
     Check,
+    /// Exit 0 when a running gateway answers 200 on the URL (for container
+    /// health checks in images without curl). Plain HTTP only.
+    Healthcheck {
+        /// The URL to probe.
+        #[arg(long, default_value = "http://127.0.0.1:4000/health/liveliness")]
+        url: String,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -59,6 +76,9 @@ fn main() -> ExitCode {
 }
 
 fn run_cli(cli: Cli) -> anyhow::Result<()> {
+    if let Some(Command::Healthcheck { url }) = &cli.command {
+        return healthcheck(url);
+    }
     init_logging(cli.log_format, &cli.log_level);
     let config = match &cli.config {
         Some(path) => GatewayConfig::load(path)?,
@@ -79,7 +99,7 @@ fn run_cli(cli: Cli) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?
-        .block_on(run(config, &cli.host, cli.port))
+        .block_on(run(config, &cli))
 }
 
 fn check(config: &GatewayConfig) -> anyhow::Result<()> {
@@ -99,13 +119,47 @@ fn check(config: &GatewayConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn run(config: GatewayConfig, host: &str, port: u16) -> anyhow::Result<()> {
+fn healthcheck(url: &str) -> anyhow::Result<()> {
+    use std::io::Read;
+    let rest = url.strip_prefix("http://").context("only http:// URLs")?;
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let address = std::net::ToSocketAddrs::to_socket_addrs(authority)?
+        .next()
+        .context("the URL's host does not resolve")?;
+    let timeout = Duration::from_secs(3);
+    let mut stream = std::net::TcpStream::connect_timeout(&address, timeout)?;
+    stream.set_read_timeout(Some(timeout))?;
+    let path = if path.is_empty() { "/" } else { path };
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {authority}\r\n\r\n")?;
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head)?;
+    anyhow::ensure!(
+        head.ends_with(b" 200"),
+        "{url} answered {}",
+        String::from_utf8_lossy(&head)
+    );
+    Ok(())
+}
+
+async fn run(config: GatewayConfig, cli: &Cli) -> anyhow::Result<()> {
+    let (host, port) = (cli.host.as_str(), cli.port);
     if config.general.master_key.is_none() {
         tracing::warn!(
             "no general_settings.master_key: the gateway is open to anyone who can reach it"
         );
     }
     let gateway = Arc::new(Gateway::from_config(config)?);
+    gateway.set_log_request_bodies(cli.log_bodies);
+    #[cfg(unix)]
+    tokio::spawn(reload::reload_on_sighup(Arc::clone(&gateway)));
+    if cli.watch && cli.config.is_none() {
+        tracing::warn!("--watch without --config: there is no file to watch");
+    } else if cli.watch {
+        tokio::spawn(reload::watch_config(
+            Arc::clone(&gateway),
+            Duration::from_secs(1),
+        ));
+    }
     let listener = tokio::net::TcpListener::bind((host, port))
         .await
         .with_context(|| format!("cannot listen on {host}:{port}"))?;

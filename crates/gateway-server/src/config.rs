@@ -40,6 +40,21 @@ pub struct GatewayConfig {
     pub env: Env,
     /// Keys present in the file that the gateway does not support.
     pub warnings: Vec<ConfigWarning>,
+    /// Where the config was read from, so it can be read again on reload;
+    /// `None` for config text given without a path.
+    pub source: Option<ConfigSource>,
+}
+
+/// Where a config came from: enough to load it again.
+#[derive(Debug, Clone)]
+pub struct ConfigSource {
+    /// The main file.
+    pub path: PathBuf,
+    /// The environment `os.environ/` values were read from (before the
+    /// file's own `environment_variables`).
+    pub env: Env,
+    /// Every file read: the main file, then its `include:` files.
+    pub files: Vec<PathBuf>,
 }
 
 /// One `model_list` entry.
@@ -113,6 +128,9 @@ pub struct GeneralConfig {
     pub header_read_timeout: Duration,
     /// `database_url` (else `DATABASE_URL`).
     pub database_url: Option<Secret>,
+    /// `log_request_bodies`: log request bodies (keys redacted) in the
+    /// request log line. Off by default; a debugging aid.
+    pub log_request_bodies: bool,
     /// Every other `general_settings` key.
     pub other: BTreeMap<String, serde_json::Value>,
 }
@@ -124,6 +142,7 @@ impl Default for GeneralConfig {
             max_request_bytes: DEFAULT_MAX_REQUEST_MB * 1024 * 1024,
             header_read_timeout: Duration::from_secs(30),
             database_url: None,
+            log_request_bodies: false,
             other: BTreeMap::new(),
         }
     }
@@ -134,6 +153,9 @@ impl Default for GeneralConfig {
 pub struct LitellmConfig {
     /// Drop parameters a provider cannot take instead of failing.
     pub drop_params: bool,
+    /// `require_auth_for_metrics_endpoint`: `/metrics` needs the master key
+    /// (it is open by default, as in LiteLLM).
+    pub require_auth_for_metrics_endpoint: bool,
     /// Every other `litellm_settings` key.
     pub other: BTreeMap<String, serde_json::Value>,
 }
@@ -216,7 +238,14 @@ impl GatewayConfig {
             .and_then(Path::parent)
             .map(Path::to_path_buf)
             .unwrap_or_default();
-        merge_includes(mapping, &base_dir)?;
+        let included = merge_includes(mapping, &base_dir)?;
+        let source = path.map(|path| ConfigSource {
+            path: path.to_path_buf(),
+            env: env.clone(),
+            files: std::iter::once(path.to_path_buf())
+                .chain(included)
+                .collect(),
+        });
 
         // environment_variables first, so os.environ/ elsewhere sees them.
         let mut overlay = BTreeMap::new();
@@ -276,7 +305,18 @@ impl GatewayConfig {
             litellm,
             env,
             warnings,
+            source,
         })
+    }
+
+    /// Loads the config again from where it came from (same file, same
+    /// environment). `None` when it was not read from a file.
+    pub fn reread(&self) -> Option<Result<Self, ConfigError>> {
+        let source = self.source.as_ref()?;
+        Some(
+            read(&source.path)
+                .and_then(|text| Self::parse(&text, Some(&source.path), source.env.clone())),
+        )
     }
 
     /// The embedded quickstart config (mock models, no keys).
@@ -312,10 +352,11 @@ fn parse_yaml(text: &str, name: &str) -> Result<Yaml, ConfigError> {
 
 /// `include: [a.yaml]`: top-level merge, lists concatenated, other values
 /// replaced; one level deep, paths relative to the main file.
-fn merge_includes(mapping: &mut Mapping, base_dir: &Path) -> Result<(), ConfigError> {
+fn merge_includes(mapping: &mut Mapping, base_dir: &Path) -> Result<Vec<PathBuf>, ConfigError> {
     let Some(includes) = mapping.remove("include") else {
-        return Ok(());
+        return Ok(Vec::new());
     };
+    let mut files = Vec::new();
     let Some(includes) = includes.as_sequence().cloned() else {
         return Err(invalid("include", "must be a list of file paths"));
     };
@@ -326,6 +367,7 @@ fn merge_includes(mapping: &mut Mapping, base_dir: &Path) -> Result<(), ConfigEr
         let path: PathBuf = base_dir.join(relative);
         let text = read(&path)?;
         let included = parse_yaml(&text, &path.display().to_string())?;
+        files.push(path.clone());
         let Yaml::Mapping(included) = included else {
             return Err(invalid(
                 format!("include[{index}]"),
@@ -344,7 +386,7 @@ fn merge_includes(mapping: &mut Mapping, base_dir: &Path) -> Result<(), ConfigEr
             }
         }
     }
-    Ok(())
+    Ok(files)
 }
 
 /// Replaces `os.environ/NAME` strings in mappings (and mappings in lists).
@@ -810,6 +852,19 @@ fn litellm_config(
         map.remove("drop_params"),
         Some(serde_json::Value::Bool(true))
     );
+    let require_auth_for_metrics_endpoint = matches!(
+        map.remove("require_auth_for_metrics_endpoint"),
+        Some(serde_json::Value::Bool(true))
+    );
+    // `/metrics` is always served, so the `prometheus` callback is built in.
+    for key in ["callbacks", "success_callback", "failure_callback"] {
+        if let Some(serde_json::Value::Array(names)) = map.get_mut(key) {
+            names.retain(|name| name.as_str() != Some("prometheus"));
+            if names.is_empty() {
+                map.remove(key);
+            }
+        }
+    }
     for key in map.keys() {
         if !LITELLM_ROUTER_KEYS.contains(&key.as_str()) {
             warnings.push(ConfigWarning {
@@ -820,6 +875,7 @@ fn litellm_config(
     }
     LitellmConfig {
         drop_params,
+        require_auth_for_metrics_endpoint,
         other: map,
     }
 }
@@ -932,6 +988,8 @@ fn general_config(
     let database_url = take::<String>(&mut map, section, "database_url")?
         .or_else(|| env.get("DATABASE_URL"))
         .map(Secret::new);
+    let log_request_bodies =
+        take::<bool>(&mut map, section, "log_request_bodies")?.unwrap_or(false);
     for key in map.keys() {
         if !GENERAL_KEYS.contains(&key.as_str()) {
             warnings.push(ConfigWarning {
@@ -945,6 +1003,7 @@ fn general_config(
         max_request_bytes,
         header_read_timeout,
         database_url,
+        log_request_bodies,
         other: map,
     })
 }

@@ -1,7 +1,8 @@
-//! The running gateway: the config in force, the router built from it, and
-//! request dispatch.
+//! The running gateway: the config in force, the router built from it, hot
+//! reload, and the hooks other parts of the gateway plug into.
 
-use crate::config::{ConfigError, GatewayConfig};
+use crate::config::{ConfigError, ConfigWarning, GatewayConfig};
+use crate::metrics::{self, DeploymentLabels, DeploymentState};
 use bytes::Bytes;
 use gateway_providers::{BuildContext, HttpClient, HttpClientOptions, ProviderRegistry};
 use gateway_router::{
@@ -9,26 +10,143 @@ use gateway_router::{
     RoutingStrategy,
 };
 use gateway_types::{DeploymentId, ModelList, ModelName, ModelObject};
-use std::sync::{Arc, RwLock};
+use metrics_exporter_prometheus::PrometheusHandle;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 /// The gateway: everything a request needs, swappable as a whole.
 ///
 /// Requests take a snapshot ([`Runtime`]) at their start and finish on it,
-/// so a later config swap never changes a request in flight.
+/// so a config swap ([`Gateway::reload`]) never changes a request in flight.
 #[derive(Debug)]
 pub struct Gateway {
     runtime: RwLock<Arc<Runtime>>,
+    /// Kept to build providers again on reload.
+    registry: ProviderRegistry,
+    /// Kept so reloaded providers share the connection pool.
+    http: HttpClient,
+    /// Serializes reloads; never held across `.await`.
+    reloading: Mutex<()>,
+    store_health: RwLock<Option<StoreHealthProbe>>,
+    /// `--log-bodies`: overrides `general_settings.log_request_bodies`.
+    log_bodies: AtomicBool,
+    /// `None` when another global metrics recorder was installed first.
+    pub(crate) metrics: Option<PrometheusHandle>,
+    /// Successful reloads so far; subscribers see each one.
+    reloads: tokio::sync::watch::Sender<u64>,
 }
 
 /// One immutable generation of configuration: the config, the router built
-/// from it, and responses derived from it once instead of per request.
+/// from it, and what is derived from it once instead of per request.
 #[derive(Debug)]
 pub(crate) struct Runtime {
     pub(crate) config: GatewayConfig,
     pub(crate) router: Router,
     /// `GET /v1/models`, encoded once.
     pub(crate) models_json: Bytes,
+    /// Metric labels per deployment id.
+    pub(crate) deployment_labels: HashMap<String, DeploymentLabels>,
+    /// Metric labels per model alias (for requests that reached no deployment).
+    pub(crate) model_labels: HashMap<String, DeploymentLabels>,
+    /// Every configured credential, scrubbed from logged error messages.
+    pub(crate) secrets: Vec<String>,
+}
+
+/// Environment variables that hold credentials adapters may read; their
+/// values are scrubbed from logged messages like configured keys.
+const CREDENTIAL_VARIABLES: &[&str] = &[
+    "LITELLM_MASTER_KEY",
+    "DATABASE_URL",
+    "OPENAI_API_KEY",
+    "HOSTED_VLLM_API_KEY",
+    "OPENROUTER_API_KEY",
+    "ANTHROPIC_API_KEY",
+    "AZURE_API_KEY",
+    "GEMINI_API_KEY",
+    "GOOGLE_API_KEY",
+];
+
+/// What a reload changed, by deployment id.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ReloadReport {
+    /// The model aliases now served.
+    pub models: Vec<String>,
+    /// Deployments that are new.
+    pub added: Vec<String>,
+    /// Deployments that are gone.
+    pub removed: Vec<String>,
+    /// Deployments whose settings changed.
+    pub changed: Vec<String>,
+    /// How many deployments are the same as before.
+    pub unchanged: usize,
+    /// Keys in the new config the gateway does not support.
+    #[serde(serialize_with = "serialize_warnings")]
+    pub warnings: Vec<ConfigWarning>,
+}
+
+fn serialize_warnings<S: serde::Serializer>(
+    warnings: &[ConfigWarning],
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeSeq;
+    let mut seq = serializer.serialize_seq(Some(warnings.len()))?;
+    for warning in warnings {
+        seq.serialize_element(&serde_json::json!({
+            "path": warning.path,
+            "message": warning.message,
+        }))?;
+    }
+    seq.end()
+}
+
+/// Whether the store (spend log, keys) is reachable, as readiness reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StoreHealth {
+    /// No store is configured (`"db": "Not connected"`).
+    NotConfigured,
+    /// The store answers (`"db": "connected"`).
+    Connected,
+    /// The store does not answer; the gateway keeps serving from memory
+    /// (`"db": "disconnected"`, `"status": "degraded"`).
+    Disconnected,
+}
+
+impl StoreHealth {
+    /// The `db` value of the readiness body (LiteLLM's wording).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StoreHealth::NotConfigured => "Not connected",
+            StoreHealth::Connected => "connected",
+            StoreHealth::Disconnected => "disconnected",
+        }
+    }
+}
+
+/// Reports the store's health without IO (the store keeps its status up to
+/// date in the background; readiness must answer at once).
+#[derive(Clone)]
+pub struct StoreHealthProbe(Arc<dyn Fn() -> StoreHealth + Send + Sync>);
+
+impl StoreHealthProbe {
+    /// Wraps a function that returns the store's current health.
+    pub fn new(probe: impl Fn() -> StoreHealth + Send + Sync + 'static) -> Self {
+        Self(Arc::new(probe))
+    }
+
+    /// The store's current health.
+    pub fn health(&self) -> StoreHealth {
+        (self.0)()
+    }
+}
+
+impl fmt::Debug for StoreHealthProbe {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("StoreHealthProbe")
+    }
 }
 
 impl Gateway {
@@ -39,21 +157,122 @@ impl Gateway {
     }
 
     /// Builds a gateway with the given provider registry (to add providers
-    /// from other crates) and HTTP client.
+    /// from other crates) and HTTP client. Both are kept for reloads.
+    ///
+    /// Installs the process-wide Prometheus recorder on first use (see
+    /// [`metrics`](crate::metrics)).
     pub fn build(
         config: GatewayConfig,
         registry: &ProviderRegistry,
         http: HttpClient,
     ) -> Result<Self, ConfigError> {
-        let runtime = Runtime::build(config, registry, http)?;
+        let handle = match metrics::install() {
+            Ok(handle) => Some(handle),
+            Err(error) => {
+                tracing::warn!(%error, "/metrics will be empty");
+                None
+            }
+        };
+        let runtime = Runtime::build(config, registry, &http, None)?;
+        runtime.publish_deployment_states(None);
         Ok(Self {
             runtime: RwLock::new(Arc::new(runtime)),
+            registry: registry.clone(),
+            http,
+            reloading: Mutex::new(()),
+            store_health: RwLock::new(None),
+            log_bodies: AtomicBool::new(false),
+            metrics: handle,
+            reloads: tokio::sync::watch::Sender::new(0),
         })
     }
 
     /// The config in force.
     pub fn config(&self) -> GatewayConfig {
         self.runtime().config.clone()
+    }
+
+    /// Swaps in a new config: builds every provider and the router off to
+    /// the side, then replaces the running generation atomically. Requests
+    /// in flight finish on the old one. On error nothing changes.
+    pub fn reload(&self, config: GatewayConfig) -> Result<ReloadReport, ConfigError> {
+        let _serialized = self
+            .reloading
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let previous = self.runtime();
+        let built = Runtime::build(config, &self.registry, &self.http, Some(&previous));
+        let runtime = match built {
+            Ok(runtime) => runtime,
+            Err(error) => {
+                metrics::record_reload(false);
+                return Err(error);
+            }
+        };
+        let report = ReloadReport::between(&previous.config, &runtime.config);
+        runtime.publish_deployment_states(Some(&previous));
+        let runtime = Arc::new(runtime);
+        match self.runtime.write() {
+            Ok(mut guard) => *guard = runtime,
+            Err(poisoned) => *poisoned.into_inner() = runtime,
+        }
+        metrics::record_reload(true);
+        self.reloads.send_modify(|count| *count += 1);
+        Ok(report)
+    }
+
+    /// Reads the config file again (the one the config in force was loaded
+    /// from, with the same environment) and [`reload`](Self::reload)s it.
+    /// This is what SIGHUP, `--watch` and `POST /config/reload` do.
+    pub fn reload_from_file(&self) -> Result<ReloadReport, ConfigError> {
+        let current = self.runtime();
+        let Some(reread) = current.config.reread() else {
+            return Err(ConfigError::Invalid {
+                path: "config".to_owned(),
+                reason: "the gateway was not started from a config file (--config), so there is nothing to reload".to_owned(),
+            });
+        };
+        match reread {
+            Ok(config) => self.reload(config),
+            Err(error) => {
+                metrics::record_reload(false);
+                Err(error)
+            }
+        }
+    }
+
+    /// Counts successful reloads; `changed()` resolves after each one. For
+    /// whatever must follow the config in force (and for tests).
+    pub fn subscribe_reloads(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.reloads.subscribe()
+    }
+
+    /// Plugs in the store's health, reported by `/health/readiness`. Until
+    /// this is called readiness says `"db": "Not connected"`.
+    pub fn set_store_health(&self, probe: StoreHealthProbe) {
+        match self.store_health.write() {
+            Ok(mut guard) => *guard = Some(probe),
+            Err(poisoned) => *poisoned.into_inner() = Some(probe),
+        }
+    }
+
+    /// The store's health as readiness reports it.
+    pub fn store_health(&self) -> StoreHealth {
+        let probe = match self.store_health.read() {
+            Ok(guard) => guard.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        };
+        probe.map_or(StoreHealth::NotConfigured, |probe| probe.health())
+    }
+
+    /// Logs request bodies (keys redacted) whatever the config says: the
+    /// binary's `--log-bodies`. Survives reloads.
+    pub fn set_log_request_bodies(&self, enabled: bool) {
+        self.log_bodies.store(enabled, Ordering::Relaxed);
+    }
+
+    pub(crate) fn log_request_bodies(&self, runtime: &Runtime) -> bool {
+        self.log_bodies.load(Ordering::Relaxed) || runtime.config.general.log_request_bodies
     }
 
     pub(crate) fn runtime(&self) -> Arc<Runtime> {
@@ -65,17 +284,67 @@ impl Gateway {
     }
 }
 
+impl ReloadReport {
+    fn between(old: &GatewayConfig, new: &GatewayConfig) -> Self {
+        // Debug prints secrets as `***`; compare the keys themselves too so a
+        // rotated key counts as a change. The fingerprints are never printed.
+        let fingerprint = |config: &GatewayConfig| -> BTreeMap<String, (String, Option<String>)> {
+            config
+                .deployments
+                .iter()
+                .map(|deployment| {
+                    let key = deployment
+                        .provider
+                        .api_key
+                        .as_ref()
+                        .map(|key| key.expose().to_owned());
+                    (deployment.id.clone(), (format!("{deployment:?}"), key))
+                })
+                .collect()
+        };
+        let (old, new_map) = (fingerprint(old), fingerprint(new));
+        let mut report = ReloadReport {
+            models: new.model_names().into_iter().map(str::to_owned).collect(),
+            warnings: new.warnings.clone(),
+            ..ReloadReport::default()
+        };
+        for (id, settings) in &new_map {
+            match old.get(id) {
+                None => report.added.push(id.clone()),
+                Some(before) if before != settings => report.changed.push(id.clone()),
+                Some(_) => report.unchanged += 1,
+            }
+        }
+        report.removed = old
+            .keys()
+            .filter(|id| !new_map.contains_key(*id))
+            .cloned()
+            .collect();
+        report
+    }
+}
+
 impl Runtime {
-    fn build(
+    /// Builds one generation from a validated config: every provider, the
+    /// router, and the derived responses and labels.
+    ///
+    /// `previous` is the generation being replaced on reload: the new router
+    /// takes over its cooldown, limit and latency state for every deployment
+    /// whose id is unchanged (`Router::new_with_state`).
+    pub(crate) fn build(
         config: GatewayConfig,
         registry: &ProviderRegistry,
-        http: HttpClient,
+        http: &HttpClient,
+        previous: Option<&Runtime>,
     ) -> Result<Self, ConfigError> {
         let cx = BuildContext {
-            http,
+            http: http.clone(),
             env: config.env.clone(),
         };
         let mut deployments = Vec::with_capacity(config.deployments.len());
+        let mut deployment_labels = HashMap::with_capacity(config.deployments.len());
+        let mut model_labels = HashMap::new();
+        let mut secrets = Vec::new();
         for (index, deployment) in config.deployments.iter().enumerate() {
             let provider = registry.build(&deployment.provider, &cx).map_err(|error| {
                 ConfigError::Invalid {
@@ -83,6 +352,18 @@ impl Runtime {
                     reason: error.to_string(),
                 }
             })?;
+            let labels = DeploymentLabels::new(
+                &deployment.model_name,
+                &deployment.id,
+                provider.kind().as_str(),
+            );
+            model_labels
+                .entry(deployment.model_name.clone())
+                .or_insert_with(|| DeploymentLabels::model_only(labels.model.clone()));
+            deployment_labels.insert(deployment.id.clone(), labels);
+            if let Some(key) = &deployment.provider.api_key {
+                secrets.push(key.expose().to_owned());
+            }
             deployments.push(Deployment {
                 id: DeploymentId::new(deployment.id.as_str()),
                 model_name: ModelName::new(deployment.model_name.as_str()),
@@ -104,6 +385,20 @@ impl Runtime {
                 },
             });
         }
+        for secret in [&config.general.master_key, &config.general.database_url]
+            .into_iter()
+            .flatten()
+        {
+            secrets.push(secret.expose().to_owned());
+        }
+        // Adapters fall back to these when a deployment has no api_key.
+        secrets.extend(
+            CREDENTIAL_VARIABLES
+                .iter()
+                .filter_map(|name| config.env.get(name)),
+        );
+        // Short values would scrub ordinary words from messages.
+        secrets.retain(|secret| secret.len() >= 8);
         let strategy = match config.router.routing_strategy.as_deref() {
             None | Some("simple-shuffle") => RoutingStrategy::SimpleShuffle,
             Some("least-busy") => RoutingStrategy::LeastBusy,
@@ -118,7 +413,11 @@ impl Runtime {
             }
         };
         let settings = router_settings(&config, strategy);
-        let router = Router::new(settings, deployments).map_err(|error| ConfigError::Invalid {
+        let router = match previous {
+            Some(previous) => Router::new_with_state(settings, deployments, &previous.router),
+            None => Router::new(settings, deployments),
+        }
+        .map_err(|error| ConfigError::Invalid {
             path: "model_list".to_owned(),
             reason: error.to_string(),
         })?;
@@ -136,7 +435,56 @@ impl Runtime {
             config,
             router,
             models_json,
+            deployment_labels,
+            model_labels,
+            secrets,
         })
+    }
+
+    /// Marks the new deployments of this generation healthy, and those of
+    /// `previous` that are gone as removed.
+    fn publish_deployment_states(&self, previous: Option<&Runtime>) {
+        if let Some(previous) = previous {
+            for (id, labels) in &previous.deployment_labels {
+                if self.deployment_labels.get(id) != Some(labels) {
+                    metrics::set_deployment_state(labels, DeploymentState::Removed);
+                }
+            }
+        }
+        // Deployments that carry over keep the state they report.
+        for (id, labels) in &self.deployment_labels {
+            let carried = previous.and_then(|previous| previous.deployment_labels.get(id));
+            if carried != Some(labels) {
+                metrics::set_deployment_state(labels, DeploymentState::Healthy);
+            }
+        }
+    }
+
+    /// The metric labels of a request: the deployment's when one was
+    /// chosen, else the configured alias's, else `unknown`.
+    /// `model` is the requested alias (as the router resolved it), so a
+    /// request that fell back is still counted under the alias asked for.
+    pub(crate) fn labels(&self, model: Option<&str>, deployment: Option<&str>) -> DeploymentLabels {
+        let mut labels = model
+            .and_then(|name| self.model_labels.get(name))
+            .cloned()
+            .unwrap_or_else(DeploymentLabels::unknown);
+        if let Some(chosen) = deployment.and_then(|id| self.deployment_labels.get(id)) {
+            labels.deployment = chosen.deployment.clone();
+            labels.provider = chosen.provider.clone();
+        }
+        labels
+    }
+
+    /// `text` with every configured credential replaced by `***`.
+    pub(crate) fn scrub(&self, text: &str) -> String {
+        let mut text = text.to_owned();
+        for secret in &self.secrets {
+            if text.contains(secret.as_str()) {
+                text = text.replace(secret.as_str(), "***");
+            }
+        }
+        text
     }
 }
 

@@ -4,14 +4,16 @@ use crate::auth;
 use crate::errors::ApiError;
 use crate::gateway::{Gateway, Runtime};
 use crate::http::{json_bytes_response, json_response, read_body, Body};
+use crate::metrics::{DeploymentLabels, InFlight, TokenCounts};
+use crate::observe::{redacted_body, token_counts, Observation};
+use crate::ops;
 use crate::request::{parse_json, take_options};
 use crate::stream::{sse_body, StreamShape};
 use bytes::Bytes;
-use gateway_providers::CallContext;
-use gateway_router::{RouteFailure, RouteReport};
-use gateway_types::{ChatRequest, EmbeddingsRequest, Message, ModelObject, Role};
+use gateway_providers::ChunkStream;
+use gateway_router::{RouteFailure, RouteReport, RouterError};
+use gateway_types::{ChatRequest, EmbeddingsRequest, ModelObject, NanoUsd};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
-use serde_json::json;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,7 +22,8 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 impl Gateway {
     /// Answers one HTTP request. Never panics on client input; every failure
-    /// is an OpenAI-shaped JSON error.
+    /// is an OpenAI-shaped JSON error. Emits exactly one log line per
+    /// request (for a stream, when the stream ends).
     pub async fn handle<B>(&self, request: Request<B>) -> Response<Body>
     where
         B: hyper::body::Body<Data = Bytes> + Send,
@@ -31,10 +34,56 @@ impl Gateway {
         let request_id = request_id(request.headers());
         let method = request.method().clone();
         let path = request.uri().path().to_owned();
-        let mut outcome = Outcome::default();
-        let mut response = match dispatch(&runtime, request, &request_id, &mut outcome).await {
+        let model_route = is_model_route(&method, &path);
+        // Until the response head is ready, the request's line says the
+        // client went away: that is what it means if this future is dropped.
+        let mut unfinished = Unfinished {
+            observation: Some(Observation {
+                runtime: Arc::clone(&runtime),
+                request_id: request_id.clone(),
+                method,
+                path,
+                started,
+                model_route,
+                labels: DeploymentLabels::unknown(),
+                status: CLIENT_CLOSED_REQUEST,
+                failure: Some("client_disconnected"),
+                error: None,
+                attempts: 0,
+                retries: 0,
+                fallbacks: 0,
+                upstream: None,
+                overhead: None,
+                tokens: None,
+                key_alias: "",
+                team: "",
+                cost: NanoUsd::ZERO,
+                request_body: None,
+                in_flight: model_route.then(InFlight::start),
+            }),
+            outcome: Outcome {
+                log_bodies: self.log_request_bodies(&runtime),
+                ..Outcome::default()
+            },
+        };
+        let result = dispatch(
+            self,
+            &runtime,
+            request,
+            &request_id,
+            &mut unfinished.outcome,
+        )
+        .await;
+        let observation = unfinished.observation.take();
+        let mut outcome = std::mem::take(&mut unfinished.outcome);
+        let mut response = match result {
             Ok(response) => response,
-            Err(error) => error.into_response(),
+            Err(error) => {
+                if outcome.failure.is_none() {
+                    outcome.failure = Some(client_failure_kind(&error));
+                }
+                error.into_response()
+            }
         };
         if let Ok(value) = HeaderValue::try_from(request_id.as_str()) {
             response.headers_mut().insert(REQUEST_ID, value.clone());
@@ -45,43 +94,138 @@ impl Gateway {
         if let Some(report) = &outcome.report {
             route_headers(response.headers_mut(), report);
         }
-        if let Some(upstream) = outcome.upstream_time {
-            let overhead = started.elapsed().saturating_sub(upstream);
+        let overhead = outcome
+            .upstream_time
+            .map(|upstream| started.elapsed().saturating_sub(upstream));
+        if let Some(overhead) = overhead {
             insert(
                 response.headers_mut(),
                 "x-litellm-overhead-duration-ms",
                 format!("{:.3}", overhead.as_secs_f64() * 1000.0),
             );
         }
-        if outcome.report.is_some()
-            || response.status().is_client_error()
-            || response.status().is_server_error()
-        {
-            let report = outcome.report.as_ref();
-            tracing::info!(
-                request_id = %request_id,
-                method = %method,
-                path = %path,
-                status = response.status().as_u16(),
-                model = report.and_then(|r| r.requested_group.as_ref()).map(|m| m.as_str()).unwrap_or(""),
-                deployment = report.and_then(|r| r.deployment.as_ref()).map(|d| d.as_str()).unwrap_or(""),
-                attempts = report.map_or(0, |r| r.attempts),
-                latency_ms = started.elapsed().as_secs_f64() * 1000.0,
-                "request"
-            );
+        let Some(mut observation) = observation else {
+            return response;
+        };
+        let status = response.status();
+        outcome.describe(&runtime, &mut observation);
+        observation.status = status.as_u16();
+        observation.failure = outcome.failure;
+        observation.error = outcome
+            .error
+            .filter(|_| status.is_server_error())
+            .map(|message| runtime.scrub(&message));
+        observation.upstream = outcome.upstream_time;
+        observation.overhead = overhead;
+        observation.tokens = outcome.tokens;
+        observation.request_body = outcome.request_body;
+        match outcome.stream {
+            Some((chunks, shape)) => {
+                *response.body_mut() = sse_body(chunks, shape, observation);
+            }
+            None => observation.finish(None),
         }
         response
     }
 }
 
-/// What the handler learned, for headers and the request log line.
+/// nginx's "client closed request": the status logged and counted for a
+/// request whose client went away before the response head.
+const CLIENT_CLOSED_REQUEST: u16 = 499;
+
+/// A request whose response head is not ready yet. Dropped before that
+/// (the client disconnected and hyper dropped the handler), it still emits
+/// the request's one log line and metrics.
+struct Unfinished {
+    observation: Option<Observation>,
+    outcome: Outcome,
+}
+
+impl Drop for Unfinished {
+    fn drop(&mut self) {
+        if let Some(mut observation) = self.observation.take() {
+            let runtime = Arc::clone(&observation.runtime);
+            self.outcome.describe(&runtime, &mut observation);
+            observation.finish(None);
+        }
+    }
+}
+
+/// What the handler learned, for headers, metrics and the request log line.
 #[derive(Default)]
 struct Outcome {
     report: Option<RouteReport>,
     upstream_time: Option<Duration>,
+    /// The failure kind label, when the request failed.
+    failure: Option<&'static str>,
+    /// The failure's message (logged for server-side failures only).
+    error: Option<String>,
+    tokens: Option<TokenCounts>,
+    /// A stream to send as the body once the observation is ready.
+    stream: Option<(ChunkStream, StreamShape)>,
+    log_bodies: bool,
+    request_body: Option<String>,
+    /// The labels of the requested alias, once the body is parsed and the
+    /// alias is configured (before routing has a report).
+    requested: Option<DeploymentLabels>,
+}
+
+impl Outcome {
+    /// Copies what routing learned (labels, attempts) into the observation.
+    fn describe(&self, runtime: &Runtime, observation: &mut Observation) {
+        let Some(report) = &self.report else {
+            if let Some(requested) = &self.requested {
+                observation.labels = requested.clone();
+            }
+            return;
+        };
+        observation.labels = runtime.labels(
+            report.requested_group.as_ref().map(|group| group.as_str()),
+            report
+                .deployment
+                .as_ref()
+                .map(|deployment| deployment.as_str()),
+        );
+        observation.attempts = report.attempts;
+        observation.retries = report.retries;
+        observation.fallbacks = report.fallbacks;
+    }
+}
+
+/// Chat and embeddings: the routes counted in the request metrics.
+fn is_model_route(method: &Method, path: &str) -> bool {
+    let path = path
+        .strip_prefix("/v1")
+        .filter(|rest| rest.starts_with('/'))
+        .unwrap_or(path);
+    method == Method::POST && matches!(path, "/chat/completions" | "/embeddings")
+}
+
+/// The failure kind of an error answered before routing.
+fn client_failure_kind(error: &ApiError) -> &'static str {
+    match error.status {
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => "client_auth",
+        status if status.is_client_error() => "invalid_request",
+        _ => "internal",
+    }
+}
+
+/// The failure kind of a routing failure.
+fn route_failure_kind(error: &RouterError) -> &'static str {
+    match error {
+        RouterError::UnknownModel(_) => "unknown_model",
+        RouterError::NoDeployment { .. } => "no_deployment",
+        RouterError::NoHealthyDeployment { .. } => "no_healthy_deployment",
+        RouterError::RateLimited { .. } => "rate_limited",
+        RouterError::Timeout(_) => "timeout",
+        RouterError::Provider(provider) => provider.kind.as_str(),
+        // RouterError is non-exhaustive.
+        _ => "internal",
+    }
 }
 
 async fn dispatch<B>(
+    gateway: &Gateway,
     runtime: &Arc<Runtime>,
     request: Request<B>,
     request_id: &str,
@@ -98,13 +242,21 @@ where
         .unwrap_or(path);
     let master_key = runtime.config.general.master_key.as_ref();
     match (request.method(), path) {
-        (&Method::GET, "/health/liveliness" | "/health/liveness") => {
-            Ok(json_response(StatusCode::OK, &"I'm alive!"))
-        }
-        (&Method::GET, "/health/readiness") => Ok(readiness()),
+        (&Method::GET, "/health/liveliness" | "/health/liveness") => Ok(ops::liveliness()),
+        (&Method::GET, "/health/readiness") => Ok(ops::readiness(gateway, runtime)),
         (&Method::GET, "/health") => {
             auth::authorize(request.headers(), master_key)?;
-            Ok(health(runtime, request_id).await)
+            Ok(ops::health(runtime, request_id).await)
+        }
+        (&Method::GET, "/metrics") => {
+            if runtime.config.litellm.require_auth_for_metrics_endpoint {
+                auth::authorize(request.headers(), master_key)?;
+            }
+            ops::metrics(gateway)
+        }
+        (&Method::POST, "/config/reload") => {
+            auth::authorize(request.headers(), master_key)?;
+            ops::reload(gateway)
         }
         (&Method::GET, "/models") => {
             auth::authorize(request.headers(), master_key)?;
@@ -135,7 +287,7 @@ where
         (
             _,
             "/health/liveliness" | "/health/liveness" | "/health/readiness" | "/health" | "/models"
-            | "/chat/completions" | "/embeddings",
+            | "/chat/completions" | "/embeddings" | "/metrics" | "/config/reload",
         ) => Err(ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
             "invalid_request_error",
@@ -187,6 +339,9 @@ where
     B::Error: std::error::Error + Send + Sync + 'static,
 {
     let (headers, bytes) = read_request(runtime, request).await?;
+    if outcome.log_bodies {
+        outcome.request_body = Some(redacted_body(runtime, &bytes));
+    }
     let mut chat: ChatRequest = parse_json(&bytes)?;
     if chat.model.trim().is_empty() {
         return Err(ApiError::invalid_request("`model` must not be empty").with_param("model"));
@@ -197,6 +352,7 @@ where
                 .with_param("messages"),
         );
     }
+    outcome.requested = runtime.model_labels.get(chat.model.as_str()).cloned();
     let options = take_options(&mut chat.extra, &headers, request_id)?;
     let requested = chat.model.clone();
     let upstream_started = Instant::now();
@@ -204,13 +360,16 @@ where
         let shape_usage = chat.wants_stream_usage();
         let result = runtime.router.chat_stream(&chat, &options).await;
         outcome.upstream_time = Some(upstream_started.elapsed());
-        let routed = route_result(result, outcome)?;
+        let routed = route_result(runtime, result, outcome)?;
         let shape = StreamShape {
             model: (routed.report.fallbacks == 0).then_some(requested),
             include_usage: shape_usage,
         };
         outcome.report = Some(routed.report);
-        let mut response = Response::new(sse_body(routed.value, shape));
+        // The body is made in `handle`, once the request's observation is
+        // ready to travel with it.
+        outcome.stream = Some((routed.value, shape));
+        let mut response = Response::new(crate::http::full(Bytes::new()));
         let headers = response.headers_mut();
         headers.insert(
             http::header::CONTENT_TYPE,
@@ -224,11 +383,12 @@ where
     } else {
         let result = runtime.router.chat(&chat, &options).await;
         outcome.upstream_time = Some(upstream_started.elapsed());
-        let mut routed = route_result(result, outcome)?;
+        let mut routed = route_result(runtime, result, outcome)?;
         if routed.report.fallbacks == 0 {
             routed.value.model = requested;
         }
         outcome.report = Some(routed.report);
+        outcome.tokens = routed.value.usage.as_ref().map(token_counts);
         Ok(json_response(StatusCode::OK, &routed.value))
     }
 }
@@ -244,6 +404,9 @@ where
     B::Error: std::error::Error + Send + Sync + 'static,
 {
     let (headers, bytes) = read_request(runtime, request).await?;
+    if outcome.log_bodies {
+        outcome.request_body = Some(redacted_body(runtime, &bytes));
+    }
     let mut embeddings: EmbeddingsRequest = parse_json(&bytes)?;
     let valid_input = match &embeddings.input {
         serde_json::Value::String(text) => !text.is_empty(),
@@ -256,25 +419,40 @@ where
                 .with_param("input"),
         );
     }
+    outcome.requested = runtime.model_labels.get(embeddings.model.as_str()).cloned();
     let options = take_options(&mut embeddings.extra, &headers, request_id)?;
     let requested = embeddings.model.clone();
     let upstream_started = Instant::now();
     let result = runtime.router.embeddings(&embeddings, &options).await;
     outcome.upstream_time = Some(upstream_started.elapsed());
-    let mut routed = route_result(result, outcome)?;
+    let mut routed = route_result(runtime, result, outcome)?;
     if routed.report.fallbacks == 0 {
         routed.value.model = requested;
     }
     outcome.report = Some(routed.report);
+    outcome.tokens = routed.value.usage.as_ref().map(|usage| TokenCounts {
+        input: usage.prompt_tokens,
+        output: 0,
+        cached: 0,
+    });
     Ok(json_response(StatusCode::OK, &routed.value))
 }
 
 fn route_result<T>(
+    runtime: &Runtime,
     result: Result<gateway_router::Routed<T>, RouteFailure>,
     outcome: &mut Outcome,
 ) -> Result<gateway_router::Routed<T>, ApiError> {
     result.map_err(|failure| {
-        let error = ApiError::from_router(&failure.error);
+        let mut error = ApiError::from_router(&failure.error);
+        // Some upstreams echo the credential they were sent.
+        error.message = runtime.scrub(&error.message);
+        outcome.failure = Some(route_failure_kind(&failure.error));
+        outcome.error = Some(failure.error.to_string());
+        if failure.report.deployment.is_none() {
+            // No upstream was called (unknown model, nothing routable).
+            outcome.upstream_time = None;
+        }
         if failure.report.requested_group.is_some() {
             outcome.report = Some(failure.report);
         }
@@ -335,100 +513,6 @@ fn new_request_id() -> String {
         high & 0x0fff,
         ((low >> 48) & 0x3fff) | 0x8000,
         low & 0xffff_ffff_ffff
-    )
-}
-
-fn readiness() -> Response<Body> {
-    json_response(
-        StatusCode::OK,
-        &json!({
-            "status": "healthy",
-            "db": "Not connected",
-            "cache": null,
-            "gateway_version": env!("CARGO_PKG_VERSION"),
-        }),
-    )
-}
-
-/// Probes every deployment with a tiny request, concurrently.
-async fn health(runtime: &Arc<Runtime>, request_id: &str) -> Response<Body> {
-    let call = CallContext {
-        request_id: request_id.to_owned(),
-        ..CallContext::default()
-    };
-    let probes = runtime.config.deployments.iter().filter_map(|deployment| {
-        let provider = runtime
-            .router
-            .deployments(&deployment.model_name)?
-            .iter()
-            .find(|candidate| candidate.id.as_str() == deployment.id)?
-            .provider
-            .clone();
-        let call = call.clone();
-        let timeout = deployment
-            .timeout
-            .unwrap_or(Duration::from_secs(10))
-            .min(Duration::from_secs(30));
-        let is_embedding = deployment.mode.as_deref() == Some("embedding");
-        let model_name = deployment.model_name.clone();
-        let id = deployment.id.clone();
-        Some(async move {
-            let started = Instant::now();
-            let result = if is_embedding {
-                let request = EmbeddingsRequest {
-                    model: model_name.clone(),
-                    input: json!("ping"),
-                    encoding_format: None,
-                    dimensions: None,
-                    user: None,
-                    extra: Default::default(),
-                };
-                tokio::time::timeout(timeout, provider.embeddings(&request, &call))
-                    .await
-                    .map(|r| r.map(|_| ()))
-            } else {
-                let request = ChatRequest {
-                    model: model_name.clone(),
-                    messages: vec![Message::text(Role::User, "ping")],
-                    max_tokens: Some(1),
-                    ..ChatRequest::default()
-                };
-                tokio::time::timeout(timeout, provider.chat(&request, &call))
-                    .await
-                    .map(|r| r.map(|_| ()))
-            };
-            let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
-            let error = match result {
-                Ok(Ok(())) => None,
-                Ok(Err(error)) => Some(error.to_string()),
-                Err(_) => Some(format!("no answer within {timeout:?}")),
-            };
-            (
-                json!({"model": model_name, "model_id": id, "api_base": provider.api_base(), "latency_ms": latency_ms}),
-                error,
-            )
-        })
-    });
-    let results = futures_util::future::join_all(probes).await;
-    let mut healthy = Vec::new();
-    let mut unhealthy = Vec::new();
-    for (mut entry, error) in results {
-        match error {
-            None => healthy.push(entry),
-            Some(error) => {
-                entry["error"] = json!(error);
-                unhealthy.push(entry);
-            }
-        }
-    }
-    json_response(
-        StatusCode::OK,
-        &json!({
-            "healthy_count": healthy.len(),
-            "unhealthy_count": unhealthy.len(),
-            "healthy_endpoints": healthy,
-            "unhealthy_endpoints": unhealthy,
-        }),
     )
 }
 

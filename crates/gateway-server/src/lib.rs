@@ -6,6 +6,14 @@
 //! (JSON and SSE), embeddings, the models list and health checks, behind the
 //! gateway's own key.
 //!
+//! It also makes the gateway operable: Prometheus metrics on `/metrics`
+//! ([`metrics`]), exactly one log line per request (streams log when they
+//! end), liveness and readiness probes with a hook for the store's health
+//! ([`Gateway::set_store_health`]), and hot reload of the config
+//! ([`Gateway::reload`], triggered by `POST /config/reload`, `SIGHUP` or a
+//! file watch from [`reload`]) that lets requests in flight finish on the
+//! config they started with.
+//!
 //! This crate is the only one that knows HTTP statuses for library errors
 //! ([`errors`]) and the config file format. The libraries take plain
 //! validated structs built here.
@@ -30,8 +38,12 @@ pub mod errors;
 mod gateway;
 mod handlers;
 pub mod http;
+pub mod metrics;
+mod observe;
+mod ops;
+pub mod reload;
 mod request;
 pub mod server;
 mod stream;
 
-pub use gateway::Gateway;
+pub use gateway::{Gateway, ReloadReport, StoreHealth, StoreHealthProbe};

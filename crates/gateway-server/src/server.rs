@@ -14,6 +14,10 @@ use tokio::net::TcpListener;
 /// How long shutdown waits for requests in flight before closing anyway.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How often histogram samples are folded into their buckets when nobody
+/// scrapes `/metrics` (which folds them too), so memory stays bounded.
+pub const METRICS_UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+
 /// Serves the gateway on `listener` until `shutdown` resolves, then stops
 /// accepting, lets requests in flight finish (up to [`DRAIN_TIMEOUT`]), and
 /// returns.
@@ -31,6 +35,15 @@ pub async fn serve(
         .keep_alive(true);
     builder.http2().timer(TokioTimer::new());
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let upkeep = gateway.metrics.clone().map(|handle| {
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(METRICS_UPKEEP_INTERVAL);
+            loop {
+                ticker.tick().await;
+                handle.run_upkeep();
+            }
+        })
+    });
     tokio::pin!(shutdown);
     loop {
         let (stream, _peer) = tokio::select! {
@@ -62,6 +75,9 @@ pub async fn serve(
         });
     }
     drop(listener);
+    if let Some(upkeep) = upkeep {
+        upkeep.abort();
+    }
     tracing::info!(
         in_flight = graceful.count(),
         "shutting down: draining connections"

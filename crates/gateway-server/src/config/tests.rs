@@ -81,8 +81,11 @@ environment_variables: {REDIS_HOST: "localhost", REDIS_PORT: "6379"}
     );
     assert_eq!(config.env.get("REDIS_HOST").as_deref(), Some("localhost"));
     let warned: Vec<&str> = config.warnings.iter().map(|w| w.path.as_str()).collect();
+    assert!(
+        !warned.contains(&"litellm_settings.callbacks"),
+        "the prometheus callback is built in: {warned:?}"
+    );
     for key in [
-        "litellm_settings.callbacks",
         "litellm_settings.cache",
         "litellm_settings.cache_params",
         "general_settings.alerting",
@@ -222,6 +225,44 @@ fn includes_concatenate_lists_and_replace_other_values() {
     };
     assert_eq!(config.model_names(), vec!["a", "b"]);
     assert_eq!(config.router.num_retries, Some(5));
+    let files = config.source.map(|source| source.files).unwrap_or_default();
+    assert_eq!(
+        files,
+        vec![dir.join("main.yaml"), dir.join("extra.yaml")],
+        "a reload and --watch know every file that was read"
+    );
+}
+
+#[test]
+fn operating_keys_are_read_and_prometheus_callbacks_are_built_in() {
+    let config = parse(
+        "litellm_settings:\n  callbacks: [prometheus, langfuse]\n  require_auth_for_metrics_endpoint: true\ngeneral_settings:\n  log_request_bodies: true\n",
+    );
+    let Ok(config) = config else {
+        panic!("must parse")
+    };
+    assert!(config.general.log_request_bodies);
+    assert!(config.litellm.require_auth_for_metrics_endpoint);
+    assert!(
+        config.source.is_none(),
+        "text without a path cannot be re-read"
+    );
+    assert!(config.reread().is_none());
+    let warned: Vec<&str> = config.warnings.iter().map(|w| w.path.as_str()).collect();
+    assert_eq!(
+        warned,
+        vec!["litellm_settings.callbacks"],
+        "langfuse is not built in"
+    );
+    assert_eq!(
+        parse("general_settings: {}\n")
+            .map(|config| config.general.log_request_bodies)
+            .ok(),
+        Some(false),
+        "bodies are not logged by default"
+    );
+    assert!(error_of("general_settings: {log_request_bodies: maybe}\n")
+        .starts_with("general_settings.log_request_bodies:"));
 }
 
 #[test]

@@ -1,0 +1,514 @@
+//! Prometheus metrics: every metric name the gateway exports, the recorder
+//! behind `GET /metrics`, and the setters other parts of the gateway call.
+//!
+//! Metrics go through the [`metrics`] facade to one process-wide recorder
+//! from `metrics-exporter-prometheus`, installed by [`install`] the first
+//! time a [`Gateway`](crate::Gateway) is built. The exporter's own HTTP
+//! listener and push gateway are not compiled in: `/metrics` is served by
+//! the gateway's hyper server from the [`PrometheusHandle`].
+//!
+//! Label values come only from configuration (model aliases, deployment ids,
+//! provider kinds, key aliases, team names) or from enums (statuses, error
+//! kinds), never from raw client input: a request for a model that is not
+//! configured is labelled [`UNKNOWN`].
+//!
+//! Because the recorder is global, every gateway in one process (tests
+//! included) shares one set of series. Tests assert on labels unique to
+//! them.
+//!
+//! Setters meant for code that lands later (budgets, the spend writer, the
+//! router's cooldowns) are plain functions here: [`record_spend`],
+//! [`set_key_budget_remaining`], [`set_team_budget_remaining`],
+//! [`set_spend_queue_depth`], [`record_spend_flush_failure`],
+//! [`set_deployment_state`] and [`record_cooldown`].
+
+use gateway_types::NanoUsd;
+use metrics::SharedString;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+/// Requests answered on the model endpoints (counter). Labels: `model`,
+/// `deployment`, `provider`, `status`.
+pub const REQUESTS_TOTAL: &str = "gateway_requests_total";
+/// Failed requests on the model endpoints (counter). Labels: `model`,
+/// `deployment`, `provider`, `kind`.
+///
+/// # Failure kinds
+/// Upstream failures use the provider error kind (`connect`, `timeout`,
+/// `rate_limited`, `overloaded`, `upstream`, `auth`, `bad_request`,
+/// `context_window_exceeded`, `content_filtered`, `not_found`,
+/// `invalid_response`, `unsupported`); routing failures are
+/// `unknown_model`, `no_deployment`, `no_healthy_deployment`,
+/// `rate_limited`, `timeout`; failures before routing are `client_auth`,
+/// `invalid_request` and `internal`; a client that leaves before the
+/// response head is `client_disconnected` (status 499); a stream that
+/// breaks after its first byte adds one failure of the upstream kind with
+/// status 200.
+pub const REQUEST_FAILURES_TOTAL: &str = "gateway_request_failures_total";
+/// Total request time, from the first byte read to the last byte written
+/// (histogram, seconds). Labels: `model`, `deployment`.
+pub const REQUEST_DURATION_SECONDS: &str = "gateway_request_duration_seconds";
+/// Time spent waiting for upstreams, retries included (histogram, seconds).
+/// Labels: `model`, `deployment`, `provider`.
+pub const UPSTREAM_DURATION_SECONDS: &str = "gateway_upstream_duration_seconds";
+/// Streams only: time from the request's start to the first chunk
+/// (histogram, seconds). Labels: `model`, `deployment`.
+pub const TIME_TO_FIRST_TOKEN_SECONDS: &str = "gateway_time_to_first_token_seconds";
+/// The gateway's own time: total minus upstream (histogram, seconds).
+/// Labels: `model`.
+pub const OVERHEAD_DURATION_SECONDS: &str = "gateway_overhead_duration_seconds";
+/// Input (prompt) tokens, as the upstream reported them (counter). Labels:
+/// `model`, `deployment`.
+pub const INPUT_TOKENS_TOTAL: &str = "gateway_input_tokens_total";
+/// Output (completion) tokens (counter). Labels: `model`, `deployment`.
+pub const OUTPUT_TOKENS_TOTAL: &str = "gateway_output_tokens_total";
+/// Input tokens served from the upstream's prompt cache, a subset of
+/// [`INPUT_TOKENS_TOTAL`] (counter). Labels: `model`, `deployment`.
+pub const CACHED_TOKENS_TOTAL: &str = "gateway_cached_tokens_total";
+/// Spend in nano-dollars (1e-9 USD; divide by 1e9 for USD), fed by the
+/// budget code through [`record_spend`] (counter). Labels: `model`,
+/// `key_alias`, `team`.
+pub const SPEND_NANO_USD_TOTAL: &str = "gateway_spend_nano_usd_total";
+/// Deployment state as a state set (gauge): 1 for the state the deployment
+/// is in, 0 for the others. Labels: `model`, `deployment`, `provider`,
+/// `state` (`healthy`, `cooling`).
+pub const DEPLOYMENT_STATE: &str = "gateway_deployment_state";
+/// Cooldowns entered (counter). Labels: `model`, `deployment`, `provider`.
+pub const DEPLOYMENT_COOLDOWNS_TOTAL: &str = "gateway_deployment_cooldowns_total";
+/// Retries within a model group (counter). Labels: `model`.
+pub const RETRIES_TOTAL: &str = "gateway_retries_total";
+/// Fallback groups tried (counter). Labels: `model` (the requested group).
+pub const FALLBACKS_TOTAL: &str = "gateway_fallbacks_total";
+/// Model-endpoint requests in flight, streams until their last byte
+/// (gauge). No labels.
+pub const IN_FLIGHT_REQUESTS: &str = "gateway_in_flight_requests";
+/// Remaining budget of a virtual key in USD (gauge). Labels: `key_alias`.
+pub const KEY_BUDGET_REMAINING_USD: &str = "gateway_key_budget_remaining_usd";
+/// Remaining budget of a team in USD (gauge). Labels: `team`.
+pub const TEAM_BUDGET_REMAINING_USD: &str = "gateway_team_budget_remaining_usd";
+/// Spend records waiting for the spend writer (gauge). No labels.
+pub const SPEND_QUEUE_DEPTH: &str = "gateway_spend_queue_depth";
+/// Spend-writer flushes that failed (counter). No labels.
+pub const SPEND_FLUSH_FAILURES_TOTAL: &str = "gateway_spend_flush_failures_total";
+/// Config reloads (counter). Labels: `result` (`success`, `failure`).
+pub const CONFIG_RELOADS_TOTAL: &str = "gateway_config_reloads_total";
+/// Always 1 (gauge). Labels: `version`.
+pub const BUILD_INFO: &str = "gateway_build_info";
+
+/// Label: the configured model alias (`model_name`), or [`UNKNOWN`].
+pub const LABEL_MODEL: &str = "model";
+/// Label: the deployment id (`model_info.id` or its stable hash); empty
+/// when no deployment was chosen.
+pub const LABEL_DEPLOYMENT: &str = "deployment";
+/// Label: the provider kind (`openai`, `mock`, ...); empty when no
+/// deployment was chosen.
+pub const LABEL_PROVIDER: &str = "provider";
+/// Label: the HTTP status answered.
+pub const LABEL_STATUS: &str = "status";
+/// Label: the failure kind.
+pub const LABEL_KIND: &str = "kind";
+/// Label: the deployment state.
+pub const LABEL_STATE: &str = "state";
+/// Label: a virtual key's alias (never the key).
+pub const LABEL_KEY_ALIAS: &str = "key_alias";
+/// Label: a team's alias or id.
+pub const LABEL_TEAM: &str = "team";
+/// Label: a reload's result.
+pub const LABEL_RESULT: &str = "result";
+/// Label: the gateway version.
+pub const LABEL_VERSION: &str = "version";
+
+/// The `model` label of requests for a model that is not configured.
+pub const UNKNOWN: &str = "unknown";
+
+/// Latency buckets in seconds (LiteLLM's).
+pub const LATENCY_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 420.0,
+    600.0,
+];
+/// Buckets for the gateway's own overhead, in seconds.
+pub const OVERHEAD_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+];
+
+/// Why the recorder could not be installed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum MetricsError {
+    /// Another global `metrics` recorder was installed first (by the program
+    /// embedding the gateway); metrics go to it and `/metrics` is empty.
+    #[error("cannot install the Prometheus recorder: {0}")]
+    Install(String),
+}
+
+/// A deployment's state, as [`DEPLOYMENT_STATE`] reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DeploymentState {
+    /// Taking traffic.
+    Healthy,
+    /// Skipped by the router until its cooldown ends.
+    Cooling,
+    /// No longer configured (after a reload): every state reports 0.
+    Removed,
+}
+
+impl DeploymentState {
+    /// Every state that has its own series.
+    const REPORTED: [(DeploymentState, &'static str); 2] = [
+        (DeploymentState::Healthy, "healthy"),
+        (DeploymentState::Cooling, "cooling"),
+    ];
+}
+
+/// The labels of one deployment, built once per config from config names.
+/// Cloning is cheap (the strings are shared).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeploymentLabels {
+    /// The model alias.
+    pub model: SharedString,
+    /// The deployment id.
+    pub deployment: SharedString,
+    /// The provider kind.
+    pub provider: SharedString,
+}
+
+impl DeploymentLabels {
+    /// Labels from config names.
+    pub fn new(model: &str, deployment: &str, provider: &'static str) -> Self {
+        Self {
+            model: SharedString::from(Arc::<str>::from(model)),
+            deployment: SharedString::from(Arc::<str>::from(deployment)),
+            provider: SharedString::const_str(provider),
+        }
+    }
+
+    /// The labels of a request for `model` that reached no deployment.
+    pub fn model_only(model: SharedString) -> Self {
+        Self {
+            model,
+            deployment: SharedString::const_str(""),
+            provider: SharedString::const_str(""),
+        }
+    }
+
+    /// The labels of a request for a model that is not configured.
+    pub fn unknown() -> Self {
+        Self::model_only(SharedString::const_str(UNKNOWN))
+    }
+}
+
+/// Installs the process-wide Prometheus recorder once and returns its
+/// handle. Later calls return the same handle (or the same error).
+pub fn install() -> Result<PrometheusHandle, MetricsError> {
+    static HANDLE: OnceLock<Result<PrometheusHandle, MetricsError>> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets(LATENCY_BUCKETS)
+                .and_then(|builder| {
+                    builder.set_buckets_for_metric(
+                        Matcher::Full(OVERHEAD_DURATION_SECONDS.to_owned()),
+                        OVERHEAD_BUCKETS,
+                    )
+                })
+                .map_err(|error| MetricsError::Install(error.to_string()))?
+                .build_recorder();
+            let handle = recorder.handle();
+            metrics::set_global_recorder(recorder)
+                .map_err(|error| MetricsError::Install(error.to_string()))?;
+            describe();
+            metrics::gauge!(BUILD_INFO, LABEL_VERSION => env!("CARGO_PKG_VERSION")).set(1.0);
+            Ok(handle)
+        })
+        .clone()
+}
+
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!(REQUESTS_TOTAL, "Requests answered on the model endpoints.");
+    describe_counter!(
+        REQUEST_FAILURES_TOTAL,
+        "Failed requests on the model endpoints, by failure kind."
+    );
+    describe_histogram!(
+        REQUEST_DURATION_SECONDS,
+        Unit::Seconds,
+        "Total request time, streams until their last byte."
+    );
+    describe_histogram!(
+        UPSTREAM_DURATION_SECONDS,
+        Unit::Seconds,
+        "Time spent waiting for upstreams, retries included."
+    );
+    describe_histogram!(
+        TIME_TO_FIRST_TOKEN_SECONDS,
+        Unit::Seconds,
+        "Streams: time from the request's start to the first chunk."
+    );
+    describe_histogram!(
+        OVERHEAD_DURATION_SECONDS,
+        Unit::Seconds,
+        "The gateway's own time: total minus upstream."
+    );
+    describe_counter!(INPUT_TOKENS_TOTAL, "Input (prompt) tokens.");
+    describe_counter!(OUTPUT_TOKENS_TOTAL, "Output (completion) tokens.");
+    describe_counter!(
+        CACHED_TOKENS_TOTAL,
+        "Input tokens served from a prompt cache."
+    );
+    describe_counter!(SPEND_NANO_USD_TOTAL, "Spend in nano-dollars (1e-9 USD).");
+    describe_gauge!(
+        DEPLOYMENT_STATE,
+        "1 for the state a deployment is in (healthy, cooling), 0 for the others."
+    );
+    describe_counter!(DEPLOYMENT_COOLDOWNS_TOTAL, "Cooldowns entered.");
+    describe_counter!(RETRIES_TOTAL, "Retries within a model group.");
+    describe_counter!(FALLBACKS_TOTAL, "Fallback groups tried.");
+    describe_gauge!(IN_FLIGHT_REQUESTS, "Model-endpoint requests in flight.");
+    describe_gauge!(KEY_BUDGET_REMAINING_USD, "Remaining budget of a key, USD.");
+    describe_gauge!(
+        TEAM_BUDGET_REMAINING_USD,
+        "Remaining budget of a team, USD."
+    );
+    describe_gauge!(SPEND_QUEUE_DEPTH, "Spend records waiting for the writer.");
+    describe_counter!(
+        SPEND_FLUSH_FAILURES_TOTAL,
+        "Spend-writer flushes that failed."
+    );
+    describe_counter!(CONFIG_RELOADS_TOTAL, "Config reloads, by result.");
+    describe_gauge!(BUILD_INFO, "Always 1; the version is a label.");
+}
+
+/// Adds one request's cost to [`SPEND_NANO_USD_TOTAL`]. For the budget code:
+/// call it when a request is settled. Negative amounts are ignored.
+pub fn record_spend(labels: &SpendLabels<'_>, cost: NanoUsd) {
+    let Ok(amount) = u64::try_from(cost.0) else {
+        return;
+    };
+    if amount == 0 {
+        return;
+    }
+    metrics::counter!(
+        SPEND_NANO_USD_TOTAL,
+        LABEL_MODEL => labels.model.to_owned(),
+        LABEL_KEY_ALIAS => labels.key_alias.to_owned(),
+        LABEL_TEAM => labels.team.to_owned(),
+    )
+    .increment(amount);
+}
+
+/// Who a cost is charged to, for [`record_spend`]. Every value must come
+/// from configuration (the model alias, the key's alias, the team's alias),
+/// never from the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpendLabels<'a> {
+    /// The configured model alias.
+    pub model: &'a str,
+    /// The key's alias; empty when the key has none. Never the key.
+    pub key_alias: &'a str,
+    /// The team's alias; empty when the key has no team.
+    pub team: &'a str,
+}
+
+/// Sets [`KEY_BUDGET_REMAINING_USD`] for a key. For the budget code.
+pub fn set_key_budget_remaining(key_alias: &str, remaining_usd: f64) {
+    metrics::gauge!(KEY_BUDGET_REMAINING_USD, LABEL_KEY_ALIAS => key_alias.to_owned())
+        .set(remaining_usd);
+}
+
+/// Sets [`TEAM_BUDGET_REMAINING_USD`] for a team. For the budget code.
+pub fn set_team_budget_remaining(team: &str, remaining_usd: f64) {
+    metrics::gauge!(TEAM_BUDGET_REMAINING_USD, LABEL_TEAM => team.to_owned()).set(remaining_usd);
+}
+
+/// Sets [`SPEND_QUEUE_DEPTH`]. For the spend writer.
+pub fn set_spend_queue_depth(depth: usize) {
+    metrics::gauge!(SPEND_QUEUE_DEPTH).set(depth as f64);
+}
+
+/// Counts one failed flush in [`SPEND_FLUSH_FAILURES_TOTAL`]. For the spend
+/// writer.
+pub fn record_spend_flush_failure() {
+    metrics::counter!(SPEND_FLUSH_FAILURES_TOTAL).increment(1);
+}
+
+/// Sets [`DEPLOYMENT_STATE`] for a deployment. For the router glue: the
+/// server sets every configured deployment healthy when a config is loaded,
+/// and the router's cooldown reports will call this.
+pub fn set_deployment_state(labels: &DeploymentLabels, state: DeploymentState) {
+    for (reported, name) in DeploymentState::REPORTED {
+        let value = if reported == state { 1.0 } else { 0.0 };
+        metrics::gauge!(
+            DEPLOYMENT_STATE,
+            LABEL_MODEL => labels.model.clone(),
+            LABEL_DEPLOYMENT => labels.deployment.clone(),
+            LABEL_PROVIDER => labels.provider.clone(),
+            LABEL_STATE => name,
+        )
+        .set(value);
+    }
+}
+
+/// Counts one cooldown in [`DEPLOYMENT_COOLDOWNS_TOTAL`] and marks the
+/// deployment cooling. For the router glue.
+pub fn record_cooldown(labels: &DeploymentLabels) {
+    metrics::counter!(
+        DEPLOYMENT_COOLDOWNS_TOTAL,
+        LABEL_MODEL => labels.model.clone(),
+        LABEL_DEPLOYMENT => labels.deployment.clone(),
+        LABEL_PROVIDER => labels.provider.clone(),
+    )
+    .increment(1);
+    set_deployment_state(labels, DeploymentState::Cooling);
+}
+
+/// Counts one config reload.
+pub(crate) fn record_reload(success: bool) {
+    let result = if success { "success" } else { "failure" };
+    metrics::counter!(CONFIG_RELOADS_TOTAL, LABEL_RESULT => result).increment(1);
+}
+
+/// One finished model-endpoint request, as the metrics see it.
+#[derive(Debug)]
+pub(crate) struct RequestSample<'a> {
+    pub(crate) labels: &'a DeploymentLabels,
+    pub(crate) status: u16,
+    pub(crate) failure: Option<&'static str>,
+    pub(crate) total: Duration,
+    pub(crate) upstream: Option<Duration>,
+    pub(crate) time_to_first_token: Option<Duration>,
+    pub(crate) tokens: Option<TokenCounts>,
+    pub(crate) retries: u32,
+    pub(crate) fallbacks: u32,
+}
+
+/// Token counts of one request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct TokenCounts {
+    pub(crate) input: u64,
+    pub(crate) output: u64,
+    pub(crate) cached: u64,
+}
+
+impl RequestSample<'_> {
+    pub(crate) fn record(&self) {
+        let labels = self.labels;
+        metrics::counter!(
+            REQUESTS_TOTAL,
+            LABEL_MODEL => labels.model.clone(),
+            LABEL_DEPLOYMENT => labels.deployment.clone(),
+            LABEL_PROVIDER => labels.provider.clone(),
+            LABEL_STATUS => status_label(self.status),
+        )
+        .increment(1);
+        if let Some(kind) = self.failure {
+            metrics::counter!(
+                REQUEST_FAILURES_TOTAL,
+                LABEL_MODEL => labels.model.clone(),
+                LABEL_DEPLOYMENT => labels.deployment.clone(),
+                LABEL_PROVIDER => labels.provider.clone(),
+                LABEL_KIND => kind,
+            )
+            .increment(1);
+        }
+        metrics::histogram!(
+            REQUEST_DURATION_SECONDS,
+            LABEL_MODEL => labels.model.clone(),
+            LABEL_DEPLOYMENT => labels.deployment.clone(),
+        )
+        .record(self.total.as_secs_f64());
+        if let Some(upstream) = self.upstream {
+            metrics::histogram!(
+                UPSTREAM_DURATION_SECONDS,
+                LABEL_MODEL => labels.model.clone(),
+                LABEL_DEPLOYMENT => labels.deployment.clone(),
+                LABEL_PROVIDER => labels.provider.clone(),
+            )
+            .record(upstream.as_secs_f64());
+            metrics::histogram!(OVERHEAD_DURATION_SECONDS, LABEL_MODEL => labels.model.clone())
+                .record(self.total.saturating_sub(upstream).as_secs_f64());
+        }
+        if let Some(first) = self.time_to_first_token {
+            metrics::histogram!(
+                TIME_TO_FIRST_TOKEN_SECONDS,
+                LABEL_MODEL => labels.model.clone(),
+                LABEL_DEPLOYMENT => labels.deployment.clone(),
+            )
+            .record(first.as_secs_f64());
+        }
+        if let Some(tokens) = self.tokens {
+            for (name, count) in [
+                (INPUT_TOKENS_TOTAL, tokens.input),
+                (OUTPUT_TOKENS_TOTAL, tokens.output),
+                (CACHED_TOKENS_TOTAL, tokens.cached),
+            ] {
+                metrics::counter!(
+                    name,
+                    LABEL_MODEL => labels.model.clone(),
+                    LABEL_DEPLOYMENT => labels.deployment.clone(),
+                )
+                .increment(count);
+            }
+        }
+        if self.retries > 0 {
+            metrics::counter!(RETRIES_TOTAL, LABEL_MODEL => labels.model.clone())
+                .increment(u64::from(self.retries));
+        }
+        if self.fallbacks > 0 {
+            metrics::counter!(FALLBACKS_TOTAL, LABEL_MODEL => labels.model.clone())
+                .increment(u64::from(self.fallbacks));
+        }
+    }
+}
+
+/// The status as a label without allocating for the common ones.
+fn status_label(status: u16) -> SharedString {
+    let text = match status {
+        200 => "200",
+        400 => "400",
+        401 => "401",
+        403 => "403",
+        404 => "404",
+        405 => "405",
+        408 => "408",
+        413 => "413",
+        429 => "429",
+        499 => "499",
+        500 => "500",
+        502 => "502",
+        503 => "503",
+        504 => "504",
+        other => return SharedString::from_owned(other.to_string()),
+    };
+    SharedString::const_str(text)
+}
+
+/// Counts a request in flight until dropped.
+#[derive(Debug)]
+pub(crate) struct InFlight(());
+
+impl InFlight {
+    pub(crate) fn start() -> Self {
+        metrics::gauge!(IN_FLIGHT_REQUESTS).increment(1.0);
+        Self(())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        metrics::gauge!(IN_FLIGHT_REQUESTS).decrement(1.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn common_statuses_are_static_labels() {
+        assert_eq!(&*status_label(200), "200");
+        assert_eq!(&*status_label(418), "418");
+    }
+}
