@@ -301,7 +301,7 @@ async fn weights_decide_which_deployment_takes_the_traffic() {
 async fn every_deployment_cooling_is_a_503_with_retry_after() {
     let broken = FakeUpstream::start(failing(401)).await;
     let config = format!(
-        "model_list:\n  - model_name: chat\n    litellm_params: {{model: openai/a, api_base: {}}}\nrouter_settings: {{num_retries: 0, cooldown_time: 60, timeout: 1}}\n",
+        "model_list:\n  - model_name: chat\n    litellm_params: {{model: openai/a, api_base: {}}}\n    model_info: {{id: auth-broken}}\nrouter_settings: {{num_retries: 0, cooldown_time: 60, timeout: 1}}\n",
         broken.api_base()
     );
     let gateway = TestGateway::start(&config, &[]).await;
@@ -327,4 +327,23 @@ async fn every_deployment_cooling_is_a_503_with_retry_after() {
         1,
         "a cooling deployment gets no traffic"
     );
+
+    // Operators see it: the deployment reports `cooling` and one cooldown entered.
+    let metrics = send("GET", &gateway.url("/metrics"), &[], "").await;
+    let samples = parse_exposition(&metrics.text());
+    let state = |state: &str| {
+        metric_sum(
+            &samples,
+            "gateway_deployment_state",
+            &[("deployment", "auth-broken"), ("state", state)],
+        )
+    };
+    assert_eq!(state("cooling"), 1.0, "{}", metrics.text());
+    assert_eq!(state("healthy"), 0.0);
+    let cooldowns = metric_sum(
+        &samples,
+        "gateway_deployment_cooldowns_total",
+        &[("deployment", "auth-broken")],
+    );
+    assert_eq!(cooldowns, 1.0);
 }

@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The gateway: everything a request needs, swappable as a whole.
 ///
@@ -53,6 +53,9 @@ pub(crate) struct Runtime {
     pub(crate) model_labels: HashMap<String, DeploymentLabels>,
     /// Every configured credential, scrubbed from logged error messages.
     pub(crate) secrets: Vec<String>,
+    /// The cooldown deadline last seen per deployment id, to publish state
+    /// changes and count cooldowns entered (see [`Runtime::observe_cooldowns`]).
+    cooldowns_seen: Mutex<HashMap<DeploymentId, Option<Instant>>>,
 }
 
 /// Environment variables that hold credentials adapters may read; their
@@ -438,6 +441,7 @@ impl Runtime {
             deployment_labels,
             model_labels,
             secrets,
+            cooldowns_seen: Mutex::new(HashMap::new()),
         })
     }
 
@@ -474,6 +478,48 @@ impl Runtime {
             labels.provider = chosen.provider.clone();
         }
         labels
+    }
+
+    /// Publishes which deployments are cooling and counts the cooldowns
+    /// entered since the last look. Called on every `/metrics` scrape and
+    /// after any request with a failed attempt, so the success path pays
+    /// nothing. A cooldown re-extended between two looks counts once.
+    pub(crate) fn observe_cooldowns(&self) {
+        let now = tokio::time::Instant::now().into_std();
+        let mut current: Vec<(DeploymentId, Option<Instant>)> =
+            Vec::with_capacity(self.deployment_labels.len());
+        self.router.state().update(&mut |table| {
+            current.clear();
+            for id in self.deployment_labels.keys() {
+                let id = DeploymentId::new(id.as_str());
+                let until = table
+                    .by_id(&id)
+                    .and_then(|stats| stats.cooldown_until)
+                    .filter(|until| *until > now);
+                current.push((id, until));
+            }
+        });
+        let mut seen = match self.cooldowns_seen.lock() {
+            Ok(seen) => seen,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        for (id, until) in current {
+            let Some(labels) = self.deployment_labels.get(id.as_str()) else {
+                continue;
+            };
+            let previous = seen.insert(id, until).flatten();
+            if until.is_some() && until != previous {
+                metrics::record_cooldown(labels);
+            }
+            if until.is_some() != previous.is_some() || until != previous {
+                let state = if until.is_some() {
+                    DeploymentState::Cooling
+                } else {
+                    DeploymentState::Healthy
+                };
+                metrics::set_deployment_state(labels, state);
+            }
+        }
     }
 
     /// `text` with every configured credential replaced by `***`.

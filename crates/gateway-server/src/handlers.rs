@@ -93,6 +93,9 @@ impl Gateway {
         }
         if let Some(report) = &outcome.report {
             route_headers(response.headers_mut(), report);
+            if !report.errors.is_empty() {
+                runtime.observe_cooldowns();
+            }
         }
         let overhead = outcome
             .upstream_time

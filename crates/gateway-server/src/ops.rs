@@ -50,6 +50,7 @@ pub(crate) fn metrics(gateway: &Gateway) -> Result<Response<Body>, ApiError> {
             "another metrics recorder was installed in this process; /metrics is not served",
         ));
     };
+    gateway.runtime().observe_cooldowns();
     handle.run_upkeep();
     let mut response = Response::new(crate::http::full(Bytes::from(handle.render())));
     response.headers_mut().insert(
