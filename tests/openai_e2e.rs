@@ -648,3 +648,25 @@ async fn shutdown_lets_a_stream_in_flight_finish() {
         "serve returns after draining"
     );
 }
+
+#[tokio::test]
+async fn a_litellm_provider_this_gateway_lacks_is_skipped_and_the_rest_serves() {
+    let text = "model_list:\n  - model_name: claude-bedrock\n    litellm_params: {model: bedrock/anthropic.claude-3-sonnet, aws_region_name: us-east-1}\n  - model_name: local\n    litellm_params: {model: mock/local}\n";
+    let gateway = TestGateway::start(text, &[]).await;
+    let served = post(
+        &gateway.url("/v1/chat/completions"),
+        &[],
+        &json!({"model": "local", "messages": [{"role": "user", "content": "x"}]}),
+    )
+    .await;
+    assert_eq!(served.status, 200, "{}", served.text());
+    post(
+        &gateway.url("/v1/chat/completions"),
+        &[],
+        &json!({"model": "claude-bedrock", "messages": [{"role": "user", "content": "x"}]}),
+    )
+    .await
+    .assert_error(404, "model_not_found");
+    let models = send("GET", &gateway.url("/v1/models"), &[], "").await.json();
+    assert_eq!(models["data"].as_array().map(Vec::len), Some(1));
+}

@@ -792,6 +792,12 @@ const KNOWN_PREFIXES: &[&str] = &[
     "xai",
 ];
 
+/// True for a provider prefix LiteLLM knows, whether or not this gateway
+/// ships an adapter for it.
+pub(crate) fn is_litellm_provider(prefix: &str) -> bool {
+    KNOWN_PREFIXES.contains(&prefix)
+}
+
 /// A stable id from the entry's identity: the same entry gets the same id
 /// across restarts (FNV-1a, 64 bits, hex).
 fn stable_id(model_name: &str, model: &str, api_base: Option<&str>, index: usize) -> String {

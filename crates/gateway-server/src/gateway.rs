@@ -4,7 +4,9 @@
 use crate::config::{ConfigError, ConfigWarning, GatewayConfig};
 use crate::metrics::{self, DeploymentLabels, DeploymentState};
 use bytes::Bytes;
-use gateway_providers::{BuildContext, HttpClient, HttpClientOptions, ProviderRegistry};
+use gateway_providers::{
+    BuildContext, BuildError, HttpClient, HttpClientOptions, ProviderRegistry,
+};
 use gateway_router::{
     Deployment, DeploymentSettings, FallbackMap, RetryPolicy, Router, RouterSettings,
     RoutingStrategy,
@@ -349,12 +351,28 @@ impl Runtime {
         let mut model_labels = HashMap::new();
         let mut secrets = Vec::new();
         for (index, deployment) in config.deployments.iter().enumerate() {
-            let provider = registry.build(&deployment.provider, &cx).map_err(|error| {
-                ConfigError::Invalid {
-                    path: format!("model_list[{index}].litellm_params"),
-                    reason: error.to_string(),
+            let provider = match registry.build(&deployment.provider, &cx) {
+                Ok(provider) => provider,
+                // A provider LiteLLM knows but this gateway does not ship:
+                // serve the rest of the config, as LiteLLM skips invalid
+                // deployments, and say so loudly.
+                Err(BuildError::UnknownProvider(prefix, supported))
+                    if crate::config::is_litellm_provider(&prefix) =>
+                {
+                    tracing::warn!(
+                        key = %format!("model_list[{index}].litellm_params.model"),
+                        model_name = %deployment.model_name,
+                        "provider `{prefix}/` is not supported by this gateway; this deployment is skipped (supported: {supported})"
+                    );
+                    continue;
                 }
-            })?;
+                Err(error) => {
+                    return Err(ConfigError::Invalid {
+                        path: format!("model_list[{index}].litellm_params"),
+                        reason: error.to_string(),
+                    })
+                }
+            };
             let labels = DeploymentLabels::new(
                 &deployment.model_name,
                 &deployment.id,
