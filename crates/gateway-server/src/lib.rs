@@ -32,7 +32,9 @@
 
 #![deny(missing_docs)]
 
+mod admin;
 mod auth;
+mod budget;
 pub mod config;
 pub mod errors;
 mod gateway;

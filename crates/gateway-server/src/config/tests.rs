@@ -85,11 +85,7 @@ environment_variables: {REDIS_HOST: "localhost", REDIS_PORT: "6379"}
         !warned.contains(&"litellm_settings.callbacks"),
         "the prometheus callback is built in: {warned:?}"
     );
-    for key in [
-        "litellm_settings.cache",
-        "litellm_settings.cache_params",
-        "general_settings.alerting",
-    ] {
+    for key in ["litellm_settings.cache", "litellm_settings.cache_params"] {
         assert!(
             warned.contains(&key),
             "expected a warning for {key}, got {warned:?}"
