@@ -1,0 +1,1 @@
+//! Spend rows, streams, alerts and database outages through the real server.
