@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
+pub mod relay;
+
 use bytes::Bytes;
 use gateway_server::config::GatewayConfig;
 use gateway_server::Gateway;
