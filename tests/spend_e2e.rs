@@ -158,7 +158,7 @@ async fn spend_rows_scenario(store: Store) {
         store.config_line(),
     );
     let gateway = TestGateway::start_with_store(&config, &[]).await;
-    let (key, hash) = generate(&gateway, json!({"key_alias": "rows"})).await;
+    let (key, hash) = generate(&gateway, json!({})).await;
     let message = json!([{"role": "user", "content": "hi"}]);
     for _ in 0..2 {
         let response = chat(
