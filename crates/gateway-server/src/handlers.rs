@@ -297,7 +297,14 @@ where
     let master_key = runtime.config.general.master_key.as_ref();
     let budgets = &gateway.budgets;
     if admin::is_admin_route(path) {
-        auth::identify_admin(request.headers(), master_key, budgets)?;
+        if let Identity::Open = auth::identify_admin(request.headers(), master_key, budgets)? {
+            // Without a master key nobody could manage the keys made here.
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "auth_error",
+                "the admin API needs general_settings.master_key (or LITELLM_MASTER_KEY) to be set",
+            ));
+        }
         let path = path.to_owned();
         return admin::route(gateway, request, path).await;
     }
