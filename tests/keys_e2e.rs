@@ -335,6 +335,20 @@ async fn unknown_expired_and_blocked_keys_are_refused_with_their_types() {
     )
     .await;
     response.assert_error(403, "auth_error");
+    // But it may read its own record, and only its own.
+    let own = send(
+        "GET",
+        &setup.gateway.url(&format!("/key/info?key={blocked}")),
+        &[("authorization", auth.as_str())],
+        "",
+    )
+    .await;
+    assert_eq!(own.status, 200, "{}", own.text());
+    assert_eq!(
+        own.json()["key"],
+        format!("sk-...{}", &normal[normal.len() - 4..])
+    );
+    assert_eq!(own.json()["info"]["blocked"], false);
     // One whose metadata says proxy_admin may.
     let admin_key = generate(&setup, json!({"metadata": {"user_role": "proxy_admin"}})).await;
     let auth = format!("Bearer {admin_key}");

@@ -3,7 +3,8 @@
 use crate::admin;
 use crate::auth;
 use crate::budget::{
-    model_visible, Admission, AdmitRequest, Finished, Identity, DEFAULT_OUTPUT_ALLOWANCE,
+    is_admin_key, model_visible, Admission, AdmitRequest, Finished, Identity,
+    DEFAULT_OUTPUT_ALLOWANCE,
 };
 use crate::errors::ApiError;
 use crate::gateway::{Gateway, Runtime};
@@ -296,6 +297,14 @@ where
         .unwrap_or(path);
     let master_key = runtime.config.general.master_key.as_ref();
     let budgets = &gateway.budgets;
+    if path == "/key/info" {
+        // Any key may read its own record (LiteLLM's default for /key/info).
+        if let Identity::Key(key) = auth::identify(request.headers(), master_key, budgets)? {
+            if !is_admin_key(budgets, &key) {
+                return admin::own_key_info(gateway, &key);
+            }
+        }
+    }
     if admin::is_admin_route(path) {
         if let Identity::Open = auth::identify_admin(request.headers(), master_key, budgets)? {
             // Without a master key nobody could manage the keys made here.

@@ -82,6 +82,27 @@ where
     Ok(json_response(StatusCode::OK, &value))
 }
 
+/// `GET /key/info` for a non-admin key: its own record, whatever it asked.
+pub(crate) fn own_key_info(
+    gateway: &Gateway,
+    key: &gateway_budget::KeyRecord,
+) -> Result<Response<Body>, ApiError> {
+    let id = gateway_budget::EntityId::Key(key.token.clone());
+    let live = gateway
+        .budgets
+        .engine
+        .get(&id)
+        .unwrap_or_else(|| Entity::Key(key.clone()));
+    let mut info = entity_json(&live);
+    if let Value::Object(map) = &mut info {
+        map.remove("token");
+    }
+    Ok(json_response(
+        StatusCode::OK,
+        &serde_json::json!({"key": key.key_name, "info": info}),
+    ))
+}
+
 pub(crate) fn not_found(path: &str) -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,

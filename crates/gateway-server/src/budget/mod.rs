@@ -58,6 +58,8 @@ pub(crate) struct Budgets {
 struct Sinks {
     writer: Option<SpendWriterHandle>,
     alerts: Option<AlertHandle>,
+    /// False with `disable_spend_logs`: counters are still written.
+    log_rows: bool,
 }
 
 /// Prices and names of every deployment of one config generation.
@@ -190,7 +192,11 @@ impl Budgets {
     }
 
     fn set_sinks(&self, writer: Option<SpendWriterHandle>, alerts: Option<AlertHandle>) {
-        let sinks = Sinks { writer, alerts };
+        let sinks = Sinks {
+            writer,
+            alerts,
+            log_rows: !self.settings.disable_spend_logs,
+        };
         match self.sinks.write() {
             Ok(mut guard) => *guard = sinks,
             Err(poisoned) => *poisoned.into_inner() = sinks,
@@ -374,7 +380,7 @@ impl Admission {
             },
             charged,
         );
-        if let Some(writer) = &self.sinks.writer {
+        if let (Some(writer), true) = (&self.sinks.writer, self.sinks.log_rows) {
             let key = self.key.as_deref();
             writer.submit(SpendLogRow {
                 request_id: self.request_id.clone(),
