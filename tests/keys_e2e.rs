@@ -537,3 +537,64 @@ general_settings:
         .await
         .assert_error(429, "rate_limit_error");
 }
+
+#[tokio::test]
+async fn a_reload_reapplies_config_declared_keys() {
+    let upstream = FakeUpstream::start(Reply::json(200, upstream_completion("hi"))).await;
+    let dir = TempDir::new("reload-keys");
+    let config = |rpm: u32| {
+        format!(
+            "model_list:\n  - model_name: cheap\n    litellm_params: {{model: openai/gpt-x, api_base: \"{}\", api_key: sk-upstream-key}}\ngeneral_settings:\n  keys:\n    - {{key: os.environ/APP_KEY, rpm_limit: {rpm}}}\n",
+            upstream.api_base()
+        )
+    };
+    let path = dir.write("config.yaml", &config(1));
+    let app_key = "sk-app-key-for-the-reload-test-0123456789";
+    let gateway = TestGateway::start_file(&path, &[("APP_KEY", app_key)]).await;
+    let url = gateway.url("/v1/chat/completions");
+    let auth = format!("Bearer {app_key}");
+    let body = json!({"model": "cheap", "messages": [{"role": "user", "content": "hi"}]});
+    assert_eq!(
+        post(&url, &[("authorization", auth.as_str())], &body)
+            .await
+            .status,
+        200
+    );
+    post(&url, &[("authorization", auth.as_str())], &body)
+        .await
+        .assert_error(429, "rate_limit_error");
+    dir.write("config.yaml", &config(5));
+    gateway.gateway.reload_from_file().unwrap();
+    assert_eq!(
+        post(&url, &[("authorization", auth.as_str())], &body)
+            .await
+            .status,
+        200
+    );
+}
+
+#[tokio::test]
+async fn the_request_log_line_names_the_key_alias_team_and_cost() {
+    let logs = CapturedLogs::install();
+    let setup = setup("log-line").await;
+    let team = admin(
+        &setup,
+        "/team/new",
+        json!({"team_id": "t-log", "team_alias": "logging"}),
+    )
+    .await;
+    assert_eq!(team.status, 200, "{}", team.text());
+    let key = generate(&setup, json!({"key_alias": "logged", "team_id": "t-log"})).await;
+    let response = chat(&setup, &key, "cheap").await;
+    assert_eq!(response.status, 200, "{}", response.text());
+    let request_id = response.header("x-request-id").unwrap().to_owned();
+    let lines = logs.wait_for_request(&request_id).await;
+    let fields = &lines[0]["fields"];
+    assert_eq!(fields["key_alias"], "logged");
+    assert_eq!(fields["team"], "logging");
+    assert!(
+        close(fields["cost_usd"].as_f64().unwrap(), CALL_COST),
+        "{fields}"
+    );
+    assert!(!logs.text().contains(&key), "a key was logged");
+}

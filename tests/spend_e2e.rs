@@ -352,3 +352,55 @@ async fn gateway_keeps_answering_while_postgres_is_down_and_spend_arrives_after(
     let store = Store::Postgres(url);
     assert_eq!(store.rows(&hash).await.len(), 3);
 }
+
+#[tokio::test]
+async fn gateway_starts_without_postgres_and_connects_when_it_is_back() {
+    let Some(url) = postgres_url() else {
+        eprintln!(
+            "GATEWAY_TEST_DATABASE_URL is not set: skipping the PostgreSQL start-up outage test"
+        );
+        return;
+    };
+    let relay = Relay::start(target_of(&url)).await;
+    relay.cut();
+    let relayed = through(&url, relay.address);
+    let upstream = FakeUpstream::start(Reply::json(200, upstream_completion("hi"))).await;
+    let app_key = "sk-config-key-for-the-outage-test-0123456789";
+    let config = format!(
+        "model_list:\n{}general_settings:\n  master_key: {MASTER}\n  database_url: \"{relayed}\"\n  proxy_batch_write_at: 3600\n  keys:\n    - {{key: os.environ/APP_KEY}}\n",
+        deployment("m", "m-1", &upstream.api_base()),
+    );
+    let gateway = TestGateway::start_with_store(&config, &[("APP_KEY", app_key)]).await;
+    let ready = send("GET", &gateway.url("/health/readiness"), &[], "")
+        .await
+        .json();
+    assert_eq!(ready["status"], "degraded", "{ready}");
+    // The config's key and the master key work from memory.
+    let body = json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]});
+    assert_eq!(chat(&gateway, app_key, body.clone()).await.status, 200);
+    assert_eq!(chat(&gateway, MASTER, body.clone()).await.status, 200);
+    // The admin API needs the database.
+    let auth = format!("Bearer {MASTER}");
+    post(
+        &gateway.url("/key/generate"),
+        &[("authorization", auth.as_str())],
+        &json!({}),
+    )
+    .await
+    .assert_error(500, "internal_server_error");
+
+    relay.restore();
+    tokio::time::timeout(Duration::from_secs(60), gateway.gateway.store_connected())
+        .await
+        .expect("the gateway connects once the database is back");
+    let ready = send("GET", &gateway.url("/health/readiness"), &[], "")
+        .await
+        .json();
+    assert_eq!(ready["status"], "healthy", "{ready}");
+    let (key, _) = generate(&gateway, json!({})).await;
+    assert_eq!(chat(&gateway, &key, body).await.status, 200);
+    gateway.gateway.flush_spend().await.unwrap();
+    let app_hash = gateway_budget::KeyHash::of_key(app_key).to_string();
+    gateway.stop().await;
+    assert!(!Store::Postgres(url).rows(&app_hash).await.is_empty());
+}

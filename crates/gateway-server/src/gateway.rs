@@ -296,6 +296,13 @@ impl Gateway {
         }));
     }
 
+    /// Resolves once the store is connected (at once when it was reachable
+    /// at start; else when the background reconnect succeeds). Never
+    /// resolves when [`Gateway::start_store`] was not called.
+    pub async fn store_connected(&self) {
+        self.budgets.store.wait_connected().await;
+    }
+
     /// Writes every queued spend log row now; returns how many were
     /// written, or the store's error (the rows stay queued).
     pub async fn flush_spend(&self) -> Result<usize, gateway_budget::StoreError> {

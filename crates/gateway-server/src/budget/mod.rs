@@ -369,6 +369,18 @@ impl Admission {
                         metrics::set_key_budget_remaining(alias, (max - live.spend).as_usd());
                     }
                 }
+                if let Some(team_id) = &key.team_id {
+                    if let Some(Entity::Team(team)) =
+                        self.engine.get(&EntityId::Team(team_id.clone()))
+                    {
+                        if let Some(max) = team.policy.max_budget {
+                            metrics::set_team_budget_remaining(
+                                &self.team_alias,
+                                (max - team.spend).as_usd(),
+                            );
+                        }
+                    }
+                }
             }
         }
         let (key_alias, team) = self.labels();

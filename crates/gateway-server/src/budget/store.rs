@@ -17,6 +17,8 @@ use std::sync::{Arc, RwLock};
 pub(crate) struct LazyStore {
     inner: RwLock<Option<Arc<dyn BudgetStore>>>,
     healthy: AtomicBool,
+    /// Becomes true once connected.
+    connected: tokio::sync::watch::Sender<bool>,
 }
 
 impl LazyStore {
@@ -27,6 +29,14 @@ impl LazyStore {
             Err(poisoned) => *poisoned.into_inner() = Some(store),
         }
         self.healthy.store(true, Ordering::Relaxed);
+        self.connected.send_replace(true);
+    }
+
+    /// Resolves once connected.
+    pub(crate) async fn wait_connected(&self) {
+        let mut connected = self.connected.subscribe();
+        // The sender lives as long as `self`, so this cannot fail while borrowed.
+        let _ = connected.wait_for(|connected| *connected).await;
     }
 
     /// True once connected.
