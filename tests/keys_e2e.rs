@@ -152,6 +152,23 @@ async fn admin_api_manages_keys_teams_orgs_users_and_reports_spend() {
         CALL_COST
     ));
     assert_eq!(response.header("x-litellm-key-max-budget"), Some("1"));
+    let samples = parse_exposition(
+        &send("GET", &setup.gateway.url("/metrics"), &[], "")
+            .await
+            .text(),
+    );
+    let remaining = metric_sum(
+        &samples,
+        "gateway_key_budget_remaining_usd",
+        &[("key_alias", "alice")],
+    );
+    assert!(close(remaining, 1.0 - CALL_COST), "{remaining}");
+    let spent = metric_sum(
+        &samples,
+        "gateway_spend_nano_usd_total",
+        &[("key_alias", "alice")],
+    );
+    assert_eq!(spent, 1_500_000.0);
 
     let info = admin_get(&setup, &format!("/key/info?key={key}")).await;
     assert_eq!(info.status, 200, "{}", info.text());
