@@ -368,7 +368,7 @@ where
             let identity = auth::identify(request.headers(), master_key, budgets)?;
             let caller = Caller {
                 gateway,
-                identity: &identity,
+                identity,
                 request_id,
             };
             chat(runtime, request, caller, outcome).await
@@ -377,7 +377,7 @@ where
             let identity = auth::identify(request.headers(), master_key, budgets)?;
             let caller = Caller {
                 gateway,
-                identity: &identity,
+                identity,
                 request_id,
             };
             embeddings(runtime, request, caller, outcome).await
@@ -429,14 +429,14 @@ where
 /// Who is calling a model endpoint.
 struct Caller<'a> {
     gateway: &'a Gateway,
-    identity: &'a Identity,
+    identity: Identity,
     request_id: &'a str,
 }
 
 impl Caller<'_> {
     /// Checks the caller's key and budgets and reserves the estimate.
     fn admit(
-        &self,
+        self,
         runtime: &Runtime,
         request: AdmitRequest<'_>,
         outcome: &mut Outcome,

@@ -219,7 +219,7 @@ impl Budgets {
     /// estimated cost. The master key and open mode are not limited.
     pub(crate) fn admit(
         &self,
-        identity: &Identity,
+        identity: Identity,
         pricing: &Arc<Pricing>,
         request: AdmitRequest<'_>,
         master_key: Option<&Secret>,
@@ -287,7 +287,7 @@ impl Budgets {
                     .clone()
                     .or(admission.organization_id.take());
                 admission.reservation = Some(reservation);
-                admission.key = Some(record.clone());
+                admission.key = Some(record);
             }
         }
         Ok(admission)
