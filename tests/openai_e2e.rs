@@ -667,6 +667,8 @@ async fn a_litellm_provider_this_gateway_lacks_is_skipped_and_the_rest_serves() 
     )
     .await
     .assert_error(404, "model_not_found");
-    let models = send("GET", &gateway.url("/v1/models"), &[], "").await.json();
+    let models = send("GET", &gateway.url("/v1/models"), &[], "")
+        .await
+        .json();
     assert_eq!(models["data"].as_array().map(Vec::len), Some(1));
 }

@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
+pub mod relay;
+
 use bytes::Bytes;
 use gateway_server::config::GatewayConfig;
 use gateway_server::Gateway;
@@ -77,6 +79,26 @@ impl TestGateway {
             shutdown: Some(shutdown),
             stopped: Some(stopped),
         }
+    }
+
+    /// Starts the gateway with its store (`general_settings.database_path`
+    /// or `database_url` in the config): keys, budgets and spend logs on.
+    pub async fn start_with_store(config: &str, env: &[(&str, &str)]) -> Self {
+        let started = Self::start(config, env).await;
+        started.gateway.start_store().await;
+        started
+    }
+
+    /// Stops serving, waits for connections to drain, then drains the
+    /// gateway's background work (spend writer, alerts), as the binary does.
+    pub async fn stop(mut self) {
+        self.begin_shutdown();
+        if let Some(stopped) = self.stopped.take() {
+            let _ = tokio::time::timeout(PATIENCE, stopped).await;
+        }
+        tokio::time::timeout(PATIENCE, self.gateway.shutdown())
+            .await
+            .expect("gateway shutdown within PATIENCE");
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -359,6 +381,29 @@ pub async fn post(url: &str, headers: &[(&str, &str)], body: &Value) -> TestResp
     let mut all = vec![("content-type", "application/json")];
     all.extend_from_slice(headers);
     send("POST", url, &all, body.to_string()).await
+}
+
+/// A chat-completion response reporting this usage.
+pub fn upstream_completion_with_usage(text: &str, prompt: u64, completion: u64) -> Value {
+    let mut body = upstream_completion(text);
+    body["usage"] = serde_json::json!({
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    });
+    body
+}
+
+/// The `Authorization` header for a key.
+pub fn bearer(key: &str) -> (&'static str, String) {
+    ("authorization", format!("Bearer {key}"))
+}
+
+/// Today's UTC date as `YYYY-MM-DD`.
+pub fn today() -> String {
+    gateway_budget::Timestamp::from_system_time(std::time::SystemTime::now())
+        .day()
+        .to_string()
 }
 
 /// A chat-completion response as an OpenAI upstream sends it.

@@ -150,6 +150,7 @@ async fn run(config: GatewayConfig, cli: &Cli) -> anyhow::Result<()> {
     }
     let gateway = Arc::new(Gateway::from_config(config)?);
     gateway.set_log_request_bodies(cli.log_bodies);
+    gateway.start_store().await;
     #[cfg(unix)]
     tokio::spawn(reload::reload_on_sighup(Arc::clone(&gateway)));
     if cli.watch && cli.config.is_none() {
@@ -164,7 +165,10 @@ async fn run(config: GatewayConfig, cli: &Cli) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {host}:{port}"))?;
     tracing::info!(address = %listener.local_addr()?, "gateway listening");
-    server::serve(listener, gateway, shutdown_signal()).await?;
+    let served = server::serve(listener, Arc::clone(&gateway), shutdown_signal()).await;
+    // Write queued spend even when serving failed.
+    gateway.shutdown().await;
+    served?;
     tracing::info!("gateway stopped");
     Ok(())
 }

@@ -10,8 +10,10 @@
 //! is not set`). Keys the gateway does not support are collected as
 //! [`ConfigWarning`]s, logged once at start, never silently ignored.
 
+mod budget;
 mod router;
 
+pub use budget::{BudgetSettings, ConfigKey, DEFAULT_DATABASE_PATH};
 pub use router::{RetryPolicyConfig, RoutingConfig};
 
 use gateway_providers::{Env, ProviderSpec};
@@ -131,6 +133,8 @@ pub struct GeneralConfig {
     /// `log_request_bodies`: log request bodies (keys redacted) in the
     /// request log line. Off by default; a debugging aid.
     pub log_request_bodies: bool,
+    /// Keys, budgets, the store and spend logs.
+    pub budget: BudgetSettings,
     /// Every other `general_settings` key.
     pub other: BTreeMap<String, serde_json::Value>,
 }
@@ -143,6 +147,7 @@ impl Default for GeneralConfig {
             header_read_timeout: Duration::from_secs(30),
             database_url: None,
             log_request_bodies: false,
+            budget: BudgetSettings::default(),
             other: BTreeMap::new(),
         }
     }
@@ -996,6 +1001,7 @@ fn general_config(
         .map(Secret::new);
     let log_request_bodies =
         take::<bool>(&mut map, section, "log_request_bodies")?.unwrap_or(false);
+    let budget = budget::budget_settings(&mut map, env)?;
     for key in map.keys() {
         if !GENERAL_KEYS.contains(&key.as_str()) {
             warnings.push(ConfigWarning {
@@ -1010,6 +1016,7 @@ fn general_config(
         header_read_timeout,
         database_url,
         log_request_bodies,
+        budget,
         other: map,
     })
 }

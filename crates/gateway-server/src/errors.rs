@@ -5,6 +5,7 @@
 //! each, so a new error kind must decide its status here.
 
 use crate::http::{json_response, Body};
+use gateway_budget::{Denied, DenyReason, Level, RateLimitKind, StoreError};
 use gateway_providers::{ErrorKind, ProviderError};
 use gateway_router::RouterError;
 use gateway_types::ErrorBody;
@@ -24,6 +25,8 @@ pub struct ApiError {
     pub param: Option<String>,
     /// Sent as `retry-after` (whole seconds, rounded up).
     pub retry_after: Option<Duration>,
+    /// Extra response headers (rate-limit figures).
+    pub headers: Vec<(&'static str, String)>,
 }
 
 impl ApiError {
@@ -35,6 +38,7 @@ impl ApiError {
             message: message.into(),
             param: None,
             retry_after: None,
+            headers: Vec::new(),
         }
     }
 
@@ -76,7 +80,123 @@ impl ApiError {
                     .insert(http::header::RETRY_AFTER, value);
             }
         }
+        for (name, value) in &self.headers {
+            if let Ok(value) = HeaderValue::try_from(value.as_str()) {
+                response
+                    .headers_mut()
+                    .insert(http::HeaderName::from_static(name), value);
+            }
+        }
         response
+    }
+
+    /// 500 `internal_server_error` for a store failure on an admin call: a
+    /// generic message, never the database's words.
+    pub fn from_store(error: &StoreError) -> Self {
+        match error {
+            StoreError::NotFound => {
+                Self::new(StatusCode::NOT_FOUND, "not_found_error", "not found")
+            }
+            StoreError::Conflict(what) => Self::new(
+                StatusCode::BAD_REQUEST,
+                "bad_request_error",
+                format!("already exists: {what}"),
+            ),
+            _ => {
+                tracing::error!(%error, "store call failed");
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal_server_error",
+                    "the gateway's database could not complete the request; try again later",
+                )
+            }
+        }
+    }
+
+    /// Maps a budget refusal: the one place that gives [`DenyReason`]s
+    /// their status and type. `key_name` is the caller's `sk-...abcd`.
+    pub fn from_denied(denied: &Denied, key_name: &str) -> Self {
+        let level = denied.level;
+        let level_name = match level {
+            Level::Key => "Key",
+            Level::Team => "Team",
+            Level::User => "User",
+            Level::Organization => "Organization",
+        };
+        let (descriptor, prefix) = match level {
+            Level::Key => ("api_key", "key"),
+            Level::Team => ("team", "team"),
+            Level::User => ("user", "user"),
+            Level::Organization => ("organization", "org"),
+        };
+        match &denied.reason {
+            DenyReason::UnknownKey => Self::new(
+                StatusCode::UNAUTHORIZED,
+                "token_not_found_in_db",
+                format!("Authentication Error, Invalid proxy server token passed. Received API Key = {key_name}. Unable to find token in the gateway's keys."),
+            ),
+            DenyReason::Blocked => Self::new(
+                StatusCode::UNAUTHORIZED,
+                match level {
+                    Level::Key => "key_blocked",
+                    Level::Team => "team_blocked",
+                    Level::User => "user_blocked",
+                    Level::Organization => "org_blocked",
+                },
+                format!("Authentication Error, {level_name} is blocked. Ask an admin to unblock it (/{}/unblock).", level.as_str()),
+            ),
+            DenyReason::Expired { expires } => Self::new(
+                StatusCode::UNAUTHORIZED,
+                "expired_key",
+                format!("Authentication Error - Expired Key. Key expired at {expires}; generate a new key."),
+            ),
+            DenyReason::ModelNotAllowed { model, allowed } => Self::new(
+                StatusCode::FORBIDDEN,
+                match level {
+                    Level::Key => "key_model_access_denied",
+                    Level::Team => "team_model_access_denied",
+                    Level::User => "user_model_access_denied",
+                    Level::Organization => "org_model_access_denied",
+                },
+                format!("{prefix} not allowed to access model. This {prefix} can only access models={allowed:?}. Tried to access {model}"),
+            )
+            .with_param("model"),
+            DenyReason::BudgetExceeded { spend, reserved, estimate, max_budget } => Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "budget_exceeded",
+                format!(
+                    "Budget has been exceeded! {level_name} budget: current cost ${:.6} (plus ${:.6} held by requests in flight and ${:.6} estimated for this one), max budget ${:.6}.",
+                    spend.as_usd(), reserved.as_usd(), estimate.as_usd(), max_budget.as_usd()
+                ),
+            ),
+            DenyReason::RateLimited { kind, limit, current, retry_after, reset_at } => {
+                let (limit_type, unit) = match kind {
+                    RateLimitKind::Requests => ("requests", "requests"),
+                    RateLimitKind::Tokens => ("tokens", "tokens"),
+                    RateLimitKind::ParallelRequests => ("max_parallel_requests", "requests"),
+                };
+                let mut error = Self::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limit_error",
+                    format!(
+                        "Rate limit exceeded for {descriptor}. Limit type: {limit_type}. Current limit: {limit}, current usage: {current}, remaining: 0.{}",
+                        reset_at.map(|at| format!(" Limit resets at: {at}")).unwrap_or_default()
+                    ),
+                )
+                .with_retry_after(Some(retry_after.unwrap_or(Duration::from_secs(1))));
+                error.headers.push(("rate_limit_type", limit_type.to_owned()));
+                if let Some(reset_at) = reset_at {
+                    error.headers.push(("reset_at", reset_at.to_string()));
+                }
+                if !matches!(kind, RateLimitKind::ParallelRequests) {
+                    error.headers.push((ratelimit_header(descriptor, "remaining", unit), "0".to_owned()));
+                    error.headers.push((ratelimit_header(descriptor, "limit", unit), limit.to_string()));
+                }
+                error
+            }
+            // DenyReason is non-exhaustive; a new reason refuses safely.
+            _ => Self::new(StatusCode::FORBIDDEN, "auth_error", denied.reason.to_string()),
+        }
     }
 
     /// Maps a routing failure.
@@ -137,6 +257,29 @@ impl ApiError {
                 Self::new(StatusCode::BAD_REQUEST, "content_policy_violation", message)
             }
         }
+    }
+}
+
+/// `x-ratelimit-{descriptor}-{remaining|limit}-{requests|tokens}` as a
+/// static name (header names must be static for `from_static`).
+fn ratelimit_header(descriptor: &str, what: &str, unit: &str) -> &'static str {
+    match (descriptor, what, unit) {
+        ("api_key", "remaining", "requests") => "x-ratelimit-api_key-remaining-requests",
+        ("api_key", "limit", "requests") => "x-ratelimit-api_key-limit-requests",
+        ("api_key", "remaining", _) => "x-ratelimit-api_key-remaining-tokens",
+        ("api_key", _, _) => "x-ratelimit-api_key-limit-tokens",
+        ("team", "remaining", "requests") => "x-ratelimit-team-remaining-requests",
+        ("team", "limit", "requests") => "x-ratelimit-team-limit-requests",
+        ("team", "remaining", _) => "x-ratelimit-team-remaining-tokens",
+        ("team", _, _) => "x-ratelimit-team-limit-tokens",
+        ("user", "remaining", "requests") => "x-ratelimit-user-remaining-requests",
+        ("user", "limit", "requests") => "x-ratelimit-user-limit-requests",
+        ("user", "remaining", _) => "x-ratelimit-user-remaining-tokens",
+        ("user", _, _) => "x-ratelimit-user-limit-tokens",
+        (_, "remaining", "requests") => "x-ratelimit-organization-remaining-requests",
+        (_, "limit", "requests") => "x-ratelimit-organization-limit-requests",
+        (_, "remaining", _) => "x-ratelimit-organization-remaining-tokens",
+        _ => "x-ratelimit-organization-limit-tokens",
     }
 }
 

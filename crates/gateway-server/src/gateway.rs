@@ -1,6 +1,7 @@
 //! The running gateway: the config in force, the router built from it, hot
 //! reload, and the hooks other parts of the gateway plug into.
 
+use crate::budget::{Budgets, Pricing};
 use crate::config::{ConfigError, ConfigWarning, GatewayConfig};
 use crate::metrics::{self, DeploymentLabels, DeploymentState};
 use bytes::Bytes;
@@ -39,6 +40,8 @@ pub struct Gateway {
     pub(crate) metrics: Option<PrometheusHandle>,
     /// Successful reloads so far; subscribers see each one.
     reloads: tokio::sync::watch::Sender<u64>,
+    /// Keys, budgets, the store and spend logs; kept across reloads.
+    pub(crate) budgets: Arc<Budgets>,
 }
 
 /// One immutable generation of configuration: the config, the router built
@@ -58,6 +61,8 @@ pub(crate) struct Runtime {
     /// The cooldown deadline last seen per deployment id, to publish state
     /// changes and count cooldowns entered (see [`Runtime::observe_cooldowns`]).
     cooldowns_seen: Mutex<HashMap<DeploymentId, Option<Instant>>>,
+    /// Deployment prices and access groups, for budgets.
+    pub(crate) pricing: Arc<Pricing>,
 }
 
 /// Environment variables that hold credentials adapters may read; their
@@ -180,7 +185,9 @@ impl Gateway {
         };
         let runtime = Runtime::build(config, registry, &http, None)?;
         runtime.publish_deployment_states(None);
+        let budgets = Arc::new(Budgets::new(&runtime.config));
         Ok(Self {
+            budgets,
             runtime: RwLock::new(Arc::new(runtime)),
             registry: registry.clone(),
             http,
@@ -216,6 +223,7 @@ impl Gateway {
         };
         let report = ReloadReport::between(&previous.config, &runtime.config);
         runtime.publish_deployment_states(Some(&previous));
+        self.budgets.apply_config(&runtime.config);
         let runtime = Arc::new(runtime);
         match self.runtime.write() {
             Ok(mut guard) => *guard = runtime,
@@ -268,6 +276,53 @@ impl Gateway {
             Err(poisoned) => poisoned.into_inner().clone(),
         };
         probe.map_or(StoreHealth::NotConfigured, |probe| probe.health())
+    }
+
+    /// Opens the store (`general_settings.database_url`, else the SQLite
+    /// file at `database_path`), loads keys, teams, users and organizations
+    /// into memory, and starts the spend writer, alert delivery, budget
+    /// resets and retention pruning. When the database is unreachable the
+    /// gateway keeps serving from the config (readiness says `degraded`)
+    /// and connects in the background. Call [`Gateway::shutdown`] after
+    /// the server stops, so queued spend is written.
+    ///
+    /// Without this call keys come from the config only and spend is not
+    /// recorded (for embedding the gateway without a database).
+    pub async fn start_store(&self) {
+        let database_url = self.runtime().config.general.database_url.clone();
+        self.budgets.start(database_url).await;
+        let store = Arc::clone(&self.budgets.store);
+        self.set_store_health(StoreHealthProbe::new(move || {
+            if store.is_healthy() {
+                StoreHealth::Connected
+            } else {
+                StoreHealth::Disconnected
+            }
+        }));
+    }
+
+    /// Resolves once the store is connected (at once when it was reachable
+    /// at start; else when the background reconnect succeeds). Never
+    /// resolves when [`Gateway::start_store`] was not called.
+    pub async fn store_connected(&self) {
+        self.budgets.store.wait_connected().await;
+    }
+
+    /// Writes every queued spend log row now; returns how many were
+    /// written, or the store's error (the rows stay queued).
+    pub async fn flush_spend(&self) -> Result<usize, gateway_budget::StoreError> {
+        match self.budgets.writer() {
+            Some(writer) => writer.flush().await,
+            None => Ok(0),
+        }
+    }
+
+    /// Stops the background work started by [`Gateway::start_store`]:
+    /// writes every queued spend row (retrying for a while if the database
+    /// is down) and delivers queued alerts. Call it after
+    /// [`server::serve`](crate::server::serve) returns.
+    pub async fn shutdown(&self) {
+        self.budgets.shutdown().await;
     }
 
     /// Logs request bodies (keys redacted) whatever the config says: the
@@ -452,7 +507,9 @@ impl Runtime {
         let models_json = serde_json::to_vec(&models)
             .map(Bytes::from)
             .unwrap_or_default();
+        let pricing = Arc::new(Pricing::build(&config));
         Ok(Self {
+            pricing,
             config,
             router,
             models_json,

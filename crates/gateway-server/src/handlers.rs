@@ -1,6 +1,11 @@
 //! Request dispatch and the endpoints.
 
+use crate::admin;
 use crate::auth;
+use crate::budget::{
+    is_admin_key, model_visible, Admission, AdmitRequest, Finished, Identity,
+    DEFAULT_OUTPUT_ALLOWANCE,
+};
 use crate::errors::ApiError;
 use crate::gateway::{Gateway, Runtime};
 use crate::http::{json_bytes_response, json_response, read_body, Body};
@@ -10,9 +15,10 @@ use crate::ops;
 use crate::request::{parse_json, take_options};
 use crate::stream::{sse_body, StreamShape};
 use bytes::Bytes;
+use gateway_budget::TokenUsage;
 use gateway_providers::ChunkStream;
 use gateway_router::{RouteFailure, RouteReport, RouterError};
-use gateway_types::{ChatRequest, EmbeddingsRequest, ModelObject, NanoUsd};
+use gateway_types::{ChatRequest, EmbeddingsRequest, ModelList, ModelObject, NanoUsd};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -55,9 +61,10 @@ impl Gateway {
                 upstream: None,
                 overhead: None,
                 tokens: None,
-                key_alias: "",
-                team: "",
+                key_alias: String::new(),
+                team: String::new(),
                 cost: NanoUsd::ZERO,
+                admission: None,
                 request_body: None,
                 in_flight: model_route.then(InFlight::start),
             }),
@@ -110,6 +117,50 @@ impl Gateway {
         let Some(mut observation) = observation else {
             return response;
         };
+        if let Some(mut admission) = outcome.admission.take() {
+            if let Some(deployment) = outcome.report.as_ref().and_then(|r| r.deployment.as_ref()) {
+                admission.deployment = Some(deployment.as_str().to_owned());
+            }
+            let (key_alias, team) = admission.labels();
+            observation.key_alias = key_alias;
+            observation.team = team;
+            let headers = response.headers_mut();
+            let mut key_spend = None;
+            if let Some(key) = admission.key() {
+                key_spend = Some(key.spend);
+                if let Some(max_budget) = key.policy.max_budget {
+                    insert(headers, "x-litellm-key-max-budget", usd(max_budget));
+                }
+                if let Some(rpm) = key.policy.rpm_limit {
+                    insert(headers, "x-litellm-key-rpm-limit", rpm.to_string());
+                    insert(
+                        headers,
+                        "x-ratelimit-api_key-limit-requests",
+                        rpm.to_string(),
+                    );
+                }
+                if let Some(tpm) = key.policy.tpm_limit {
+                    insert(headers, "x-litellm-key-tpm-limit", tpm.to_string());
+                    insert(headers, "x-ratelimit-api_key-limit-tokens", tpm.to_string());
+                }
+            }
+            if outcome.stream.is_some() {
+                // Settled when the stream ends (or the client goes away).
+                observation.admission = Some(admission);
+            } else {
+                let settled = admission.settle(Finished {
+                    usage: outcome.usage,
+                    failure: outcome.failure,
+                    ..Finished::default()
+                });
+                observation.cost = settled.cost;
+                key_spend = settled.key_spend.or(key_spend);
+                insert(headers, "x-litellm-response-cost", usd(settled.cost));
+            }
+            if let Some(spend) = key_spend {
+                insert(headers, "x-litellm-key-spend", usd(spend));
+            }
+        }
         let status = response.status();
         outcome.describe(&runtime, &mut observation);
         observation.status = status.as_u16();
@@ -171,6 +222,10 @@ struct Outcome {
     /// The labels of the requested alias, once the body is parsed and the
     /// alias is configured (before routing has a report).
     requested: Option<DeploymentLabels>,
+    /// The budget admission, settled when the request is over.
+    admission: Option<Admission>,
+    /// Usage of a whole (non-stream) response.
+    usage: Option<TokenUsage>,
 }
 
 impl Outcome {
@@ -244,34 +299,67 @@ where
         .filter(|rest| rest.starts_with('/'))
         .unwrap_or(path);
     let master_key = runtime.config.general.master_key.as_ref();
+    let budgets = &gateway.budgets;
+    if path == "/key/info" {
+        // Any key may read its own record (LiteLLM's default for /key/info).
+        if let Identity::Key(key) = auth::identify(request.headers(), master_key, budgets)? {
+            if !is_admin_key(budgets, &key) {
+                return admin::own_key_info(gateway, &key);
+            }
+        }
+    }
+    if admin::is_admin_route(path) {
+        if let Identity::Open = auth::identify_admin(request.headers(), master_key, budgets)? {
+            // Without a master key nobody could manage the keys made here.
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "auth_error",
+                "the admin API needs general_settings.master_key (or LITELLM_MASTER_KEY) to be set",
+            ));
+        }
+        let path = path.to_owned();
+        return admin::route(gateway, request, path).await;
+    }
     match (request.method(), path) {
         (&Method::GET, "/health/liveliness" | "/health/liveness") => Ok(ops::liveliness()),
         (&Method::GET, "/health/readiness") => Ok(ops::readiness(gateway, runtime)),
         (&Method::GET, "/health") => {
-            auth::authorize(request.headers(), master_key)?;
+            auth::identify_admin(request.headers(), master_key, budgets)?;
             Ok(ops::health(runtime, request_id).await)
         }
         (&Method::GET, "/metrics") => {
             if runtime.config.litellm.require_auth_for_metrics_endpoint {
-                auth::authorize(request.headers(), master_key)?;
+                auth::identify_admin(request.headers(), master_key, budgets)?;
             }
             ops::metrics(gateway)
         }
         (&Method::POST, "/config/reload") => {
-            auth::authorize(request.headers(), master_key)?;
+            auth::identify_admin(request.headers(), master_key, budgets)?;
             ops::reload(gateway)
         }
         (&Method::GET, "/models") => {
-            auth::authorize(request.headers(), master_key)?;
-            Ok(json_bytes_response(
-                StatusCode::OK,
-                runtime.models_json.clone(),
-            ))
+            let identity = auth::identify(request.headers(), master_key, budgets)?;
+            if !matches!(identity, Identity::Key(_)) {
+                return Ok(json_bytes_response(
+                    StatusCode::OK,
+                    runtime.models_json.clone(),
+                ));
+            }
+            let models = runtime
+                .router
+                .model_names()
+                .iter()
+                .filter(|name| model_visible(budgets, &identity, &runtime.pricing, name.as_str()))
+                .map(|name| ModelObject::alias(name.as_str()))
+                .collect();
+            Ok(json_response(StatusCode::OK, &ModelList::new(models)))
         }
         (&Method::GET, model) if model.starts_with("/models/") => {
-            auth::authorize(request.headers(), master_key)?;
+            let identity = auth::identify(request.headers(), master_key, budgets)?;
             let id = &model["/models/".len()..];
-            if runtime.router.has_model(id) {
+            if runtime.router.has_model(id)
+                && model_visible(budgets, &identity, &runtime.pricing, id)
+            {
                 Ok(json_response(StatusCode::OK, &ModelObject::alias(id)))
             } else {
                 Err(ApiError::from_router(
@@ -280,12 +368,22 @@ where
             }
         }
         (&Method::POST, "/chat/completions") => {
-            auth::authorize(request.headers(), master_key)?;
-            chat(runtime, request, request_id, outcome).await
+            let identity = auth::identify(request.headers(), master_key, budgets)?;
+            let caller = Caller {
+                gateway,
+                identity,
+                request_id,
+            };
+            chat(runtime, request, caller, outcome).await
         }
         (&Method::POST, "/embeddings") => {
-            auth::authorize(request.headers(), master_key)?;
-            embeddings(runtime, request, request_id, outcome).await
+            let identity = auth::identify(request.headers(), master_key, budgets)?;
+            let caller = Caller {
+                gateway,
+                identity,
+                request_id,
+            };
+            embeddings(runtime, request, caller, outcome).await
         }
         (
             _,
@@ -331,10 +429,36 @@ where
     Ok((parts.headers, bytes))
 }
 
+/// Who is calling a model endpoint.
+struct Caller<'a> {
+    gateway: &'a Gateway,
+    identity: Identity,
+    request_id: &'a str,
+}
+
+impl Caller<'_> {
+    /// Checks the caller's key and budgets and reserves the estimate.
+    fn admit(
+        self,
+        runtime: &Runtime,
+        request: AdmitRequest<'_>,
+        outcome: &mut Outcome,
+    ) -> Result<(), ApiError> {
+        let admission = self.gateway.budgets.admit(
+            self.identity,
+            &runtime.pricing,
+            request,
+            runtime.config.general.master_key.as_ref(),
+        )?;
+        outcome.admission = Some(admission);
+        Ok(())
+    }
+}
+
 async fn chat<B>(
     runtime: &Arc<Runtime>,
     request: Request<B>,
-    request_id: &str,
+    caller: Caller<'_>,
     outcome: &mut Outcome,
 ) -> Result<Response<Body>, ApiError>
 where
@@ -356,7 +480,23 @@ where
         );
     }
     outcome.requested = runtime.model_labels.get(chat.model.as_str()).cloned();
+    let request_id = caller.request_id;
     let options = take_options(&mut chat.extra, &headers, request_id)?;
+    caller.admit(
+        runtime,
+        AdmitRequest {
+            model: &chat.model,
+            call_type: "chat_completion",
+            body_bytes: bytes.len(),
+            max_output_tokens: chat
+                .max_completion_tokens
+                .or(chat.max_tokens)
+                .map_or(DEFAULT_OUTPUT_ALLOWANCE, u64::from),
+            request_id,
+            end_user: chat.user.clone(),
+        },
+        outcome,
+    )?;
     let requested = chat.model.clone();
     let upstream_started = Instant::now();
     if chat.is_stream() {
@@ -392,6 +532,7 @@ where
         }
         outcome.report = Some(routed.report);
         outcome.tokens = routed.value.usage.as_ref().map(token_counts);
+        outcome.usage = routed.value.usage.as_ref().map(TokenUsage::from);
         Ok(json_response(StatusCode::OK, &routed.value))
     }
 }
@@ -399,7 +540,7 @@ where
 async fn embeddings<B>(
     runtime: &Arc<Runtime>,
     request: Request<B>,
-    request_id: &str,
+    caller: Caller<'_>,
     outcome: &mut Outcome,
 ) -> Result<Response<Body>, ApiError>
 where
@@ -423,7 +564,20 @@ where
         );
     }
     outcome.requested = runtime.model_labels.get(embeddings.model.as_str()).cloned();
+    let request_id = caller.request_id;
     let options = take_options(&mut embeddings.extra, &headers, request_id)?;
+    caller.admit(
+        runtime,
+        AdmitRequest {
+            model: &embeddings.model,
+            call_type: "embeddings",
+            body_bytes: bytes.len(),
+            max_output_tokens: 0,
+            request_id,
+            end_user: embeddings.user.clone(),
+        },
+        outcome,
+    )?;
     let requested = embeddings.model.clone();
     let upstream_started = Instant::now();
     let result = runtime.router.embeddings(&embeddings, &options).await;
@@ -437,6 +591,11 @@ where
         input: usage.prompt_tokens,
         output: 0,
         cached: 0,
+    });
+    outcome.usage = routed.value.usage.as_ref().map(|usage| TokenUsage {
+        prompt_tokens: usage.prompt_tokens,
+        completion_tokens: 0,
+        cached_tokens: 0,
     });
     Ok(json_response(StatusCode::OK, &routed.value))
 }
@@ -489,6 +648,11 @@ fn route_headers(headers: &mut HeaderMap, report: &RouteReport) {
         "x-litellm-attempted-fallbacks",
         report.fallbacks.to_string(),
     );
+}
+
+/// USD as LiteLLM's headers print it.
+fn usd(amount: NanoUsd) -> String {
+    amount.as_usd().to_string()
 }
 
 fn insert(headers: &mut HeaderMap, name: &'static str, value: impl AsRef<str>) {

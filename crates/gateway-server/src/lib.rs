@@ -14,6 +14,12 @@
 //! file watch from [`reload`]) that lets requests in flight finish on the
 //! config they started with.
 //!
+//! Virtual keys, budgets and spend logs ([`Gateway::start_store`]): keys
+//! are authenticated and budgets enforced from memory (`gateway-budget`'s
+//! engine), the store (`gateway-store`, PostgreSQL or SQLite) is written in
+//! the background, and the LiteLLM-compatible admin API (`/key/*`,
+//! `/team/*`, `/organization/*`, `/user/*`, `/spend/*`) manages them.
+//!
 //! This crate is the only one that knows HTTP statuses for library errors
 //! ([`errors`]) and the config file format. The libraries take plain
 //! validated structs built here.
@@ -25,14 +31,18 @@
 //!
 //! let config = GatewayConfig::embedded_default()?;
 //! let gateway = Arc::new(Gateway::from_config(config)?);
+//! gateway.start_store().await; // keys, budgets, spend logs
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:4000").await?;
-//! server::serve(listener, gateway, std::future::pending()).await?;
+//! server::serve(listener, Arc::clone(&gateway), std::future::pending()).await?;
+//! gateway.shutdown().await; // writes queued spend
 //! # Ok(()) }
 //! ```
 
 #![deny(missing_docs)]
 
+mod admin;
 mod auth;
+mod budget;
 pub mod config;
 pub mod errors;
 mod gateway;

@@ -7,8 +7,10 @@
 //! only with `general_settings.log_request_bodies` or `--log-bodies`, and
 //! then with key-like fields redacted).
 
+use crate::budget::{Admission, Finished};
 use crate::gateway::Runtime;
 use crate::metrics::{DeploymentLabels, InFlight, RequestSample, TokenCounts};
+use gateway_budget::TokenUsage;
 use gateway_types::{NanoUsd, Usage};
 use http::Method;
 use serde_json::Value;
@@ -37,12 +39,13 @@ pub(crate) struct Observation {
     pub(crate) upstream: Option<Duration>,
     pub(crate) overhead: Option<Duration>,
     pub(crate) tokens: Option<TokenCounts>,
-    /// Virtual key alias and team: empty until virtual keys land.
-    /// (`&'static` for now; they become shared strings with the keys.)
-    pub(crate) key_alias: &'static str,
-    pub(crate) team: &'static str,
-    /// This request's cost: zero until budgets land.
+    /// Virtual key alias and team alias; empty for the master key.
+    pub(crate) key_alias: String,
+    pub(crate) team: String,
+    /// This request's cost.
     pub(crate) cost: NanoUsd,
+    /// A stream's admission, settled when the stream ends.
+    pub(crate) admission: Option<Admission>,
     /// The redacted request body, when body logging is on.
     pub(crate) request_body: Option<String>,
     pub(crate) in_flight: Option<InFlight>,
@@ -53,6 +56,8 @@ pub(crate) struct Observation {
 pub(crate) struct StreamStats {
     pub(crate) first_chunk: Option<Instant>,
     pub(crate) tokens: Option<TokenCounts>,
+    /// Characters of content streamed, priced when no usage arrived.
+    pub(crate) streamed_chars: usize,
     pub(crate) end: StreamEnd,
 }
 
@@ -81,7 +86,7 @@ impl StreamEnd {
 impl Observation {
     /// Emits the log line and records the metrics. `stream` is `None` for
     /// whole responses.
-    pub(crate) fn finish(self, stream: Option<StreamStats>) {
+    pub(crate) fn finish(mut self, stream: Option<StreamStats>) {
         let total = self.started.elapsed();
         let mut failure = self.failure;
         let mut error = self.error;
@@ -102,6 +107,23 @@ impl Observation {
                 error = Some(self.runtime.scrub(message));
             }
             stream_end = Some(stats.end.as_str());
+            if let Some(admission) = self.admission.take() {
+                // A client that went away is billed for what was generated.
+                let settled = admission.settle(Finished {
+                    usage: stats.tokens.map(|tokens| TokenUsage {
+                        prompt_tokens: tokens.input,
+                        completion_tokens: tokens.output,
+                        cached_tokens: tokens.cached,
+                    }),
+                    streamed_chars: stats.streamed_chars,
+                    failure: match &stats.end {
+                        StreamEnd::Completed => None,
+                        other => Some(other.as_str()),
+                    },
+                    time_to_first_token,
+                });
+                self.cost = settled.cost;
+            }
         }
         if self.model_route {
             RequestSample {
@@ -126,8 +148,8 @@ impl Observation {
                     method = %self.method,
                     path = %self.path,
                     status = self.status,
-                    key_alias = self.key_alias,
-                    team = self.team,
+                    key_alias = self.key_alias.as_str(),
+                    team = self.team.as_str(),
                     model = &*self.labels.model,
                     deployment = &*self.labels.deployment,
                     provider = &*self.labels.provider,

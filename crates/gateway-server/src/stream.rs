@@ -70,6 +70,11 @@ pub(crate) fn sse_body(chunks: ChunkStream, shape: StreamShape, observation: Obs
                     if let Some(usage) = &chunk.usage {
                         tracker.stats.tokens = Some(token_counts(usage));
                     }
+                    for choice in &chunk.choices {
+                        if let Some(content) = &choice.delta.content {
+                            tracker.stats.streamed_chars += content.len();
+                        }
+                    }
                     let usage_only = chunk.choices.is_empty() && chunk.usage.is_some();
                     if !shape.include_usage {
                         if usage_only {

@@ -85,11 +85,7 @@ environment_variables: {REDIS_HOST: "localhost", REDIS_PORT: "6379"}
         !warned.contains(&"litellm_settings.callbacks"),
         "the prometheus callback is built in: {warned:?}"
     );
-    for key in [
-        "litellm_settings.cache",
-        "litellm_settings.cache_params",
-        "general_settings.alerting",
-    ] {
+    for key in ["litellm_settings.cache", "litellm_settings.cache_params"] {
         assert!(
             warned.contains(&key),
             "expected a warning for {key}, got {warned:?}"
@@ -302,4 +298,59 @@ fn shipped_examples_parse_with_their_variables_set() {
         seen >= 4,
         "expected the shipped example configs, found {seen}"
     );
+}
+
+#[test]
+fn budget_settings_are_read_from_general_settings() {
+    let text = r#"
+model_list: []
+general_settings:
+  database_path: /var/lib/gateway/spend.db
+  proxy_batch_write_at: 30
+  maximum_spend_logs_retention_period: 30d
+  alerting: ["slack"]
+  alert_to_webhook_url: {budget_alerts: ["http://hooks.example/a", "http://hooks.example/b"]}
+  budget_alert_thresholds: [50, 90]
+  keys:
+    - {key: os.environ/APP_KEY, key_alias: app, models: [gpt-4o], max_budget: 5, budget_duration: 30d, rpm_limit: 10, user_role: proxy_admin}
+"#;
+    let config = GatewayConfig::parse(
+        text,
+        None,
+        env(&[
+            ("APP_KEY", "sk-app-0123456789"),
+            ("SLACK_WEBHOOK_URL", "http://hooks.example/slack"),
+        ]),
+    );
+    let budget = match config {
+        Ok(config) => config.general.budget,
+        Err(error) => panic!("{error}"),
+    };
+    assert_eq!(
+        budget.database_path,
+        std::path::PathBuf::from("/var/lib/gateway/spend.db")
+    );
+    assert_eq!(budget.batch_write_interval, Duration::from_secs(30));
+    assert_eq!(
+        budget.spend_logs_retention,
+        Some(gateway_budget::BudgetDuration::Days(30))
+    );
+    assert_eq!(budget.alert_webhooks.len(), 3);
+    assert_eq!(budget.alert_thresholds_percent, vec![50, 90]);
+    assert_eq!(budget.keys.len(), 1);
+    assert_eq!(budget.keys[0].key.expose(), "sk-app-0123456789");
+    assert_eq!(budget.keys[0].max_budget, Some(5.0));
+}
+
+#[test]
+fn config_keys_must_look_like_keys() {
+    let message = error_of("model_list: []\ngeneral_settings:\n  keys:\n    - {key: not-a-key}\n");
+    assert!(
+        message.starts_with("general_settings.keys[0].key:"),
+        "{message}"
+    );
+    let message = error_of(
+        "model_list: []\ngeneral_settings:\n  keys:\n    - {key: sk-abc, budget_duration: 10}\n",
+    );
+    assert!(message.contains("keys[0]"), "{message}");
 }
