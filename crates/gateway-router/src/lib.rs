@@ -68,9 +68,10 @@ mod strategy;
 pub mod tokens;
 mod types;
 
+pub use attempt::CallGuard;
 pub use engine::{Engine, GroupId, Outcome, Pick, PickRequest, Step};
 pub use fallback::ANY_GROUP;
-pub use router::{Router, RouterBuilder};
+pub use router::{with_system_prompt, Router, RouterBuilder};
 pub use state::{DeploymentStats, FastRng, MemoryState, Rng, RouterState, StatsTable};
 pub use types::{
     AttemptError, Deployment, DeploymentSettings, FallbackMap, RequestOptions, RetryPolicy,
