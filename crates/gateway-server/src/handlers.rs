@@ -4,13 +4,13 @@ use crate::auth;
 use crate::errors::ApiError;
 use crate::gateway::{Gateway, Runtime};
 use crate::http::{json_bytes_response, json_response, read_body, Body};
+use crate::messages;
 use crate::metrics::{DeploymentLabels, InFlight, TokenCounts};
 use crate::observe::{redacted_body, token_counts, Observation};
 use crate::ops;
 use crate::request::{parse_json, take_options};
-use crate::stream::{sse_body, StreamShape};
+use crate::stream::{chat_pieces, observed_body, Pieces, StreamShape};
 use bytes::Bytes;
-use gateway_providers::ChunkStream;
 use gateway_router::{RouteFailure, RouteReport, RouterError};
 use gateway_types::{ChatRequest, EmbeddingsRequest, ModelObject, NanoUsd};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
@@ -82,7 +82,10 @@ impl Gateway {
                 if outcome.failure.is_none() {
                     outcome.failure = Some(client_failure_kind(&error));
                 }
-                error.into_response()
+                match outcome.error_shape {
+                    ErrorShape::OpenAi => error.into_response(),
+                    ErrorShape::Anthropic => error.into_anthropic_response(),
+                }
             }
         };
         if let Ok(value) = HeaderValue::try_from(request_id.as_str()) {
@@ -120,9 +123,7 @@ impl Gateway {
         observation.tokens = outcome.tokens;
         observation.request_body = outcome.request_body;
         match outcome.stream {
-            Some((chunks, shape)) => {
-                *response.body_mut() = sse_body(chunks, shape, observation);
-            }
+            Some(pieces) => *response.body_mut() = observed_body(pieces, observation),
             None => observation.finish(None),
         }
         response
@@ -153,21 +154,33 @@ impl Drop for Unfinished {
 
 /// What the handler learned, for headers, metrics and the request log line.
 #[derive(Default)]
-struct Outcome {
-    report: Option<RouteReport>,
-    upstream_time: Option<Duration>,
+pub(crate) struct Outcome {
+    pub(crate) report: Option<RouteReport>,
+    pub(crate) upstream_time: Option<Duration>,
     /// The failure kind label, when the request failed.
-    failure: Option<&'static str>,
+    pub(crate) failure: Option<&'static str>,
     /// The failure's message (logged for server-side failures only).
-    error: Option<String>,
-    tokens: Option<TokenCounts>,
+    pub(crate) error: Option<String>,
+    pub(crate) tokens: Option<TokenCounts>,
     /// A stream to send as the body once the observation is ready.
-    stream: Option<(ChunkStream, StreamShape)>,
-    log_bodies: bool,
-    request_body: Option<String>,
+    pub(crate) stream: Option<Pieces>,
+    pub(crate) log_bodies: bool,
+    pub(crate) request_body: Option<String>,
     /// The labels of the requested alias, once the body is parsed and the
     /// alias is configured (before routing has a report).
-    requested: Option<DeploymentLabels>,
+    pub(crate) requested: Option<DeploymentLabels>,
+    /// The shape errors are answered in.
+    pub(crate) error_shape: ErrorShape,
+}
+
+/// The shape of an error body: the protocol of the endpoint.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) enum ErrorShape {
+    /// `{"error": {"message", "type", "param", "code"}}`.
+    #[default]
+    OpenAi,
+    /// `{"type": "error", "error": {"type", "message"}}` (`/v1/messages`).
+    Anthropic,
 }
 
 impl Outcome {
@@ -192,13 +205,13 @@ impl Outcome {
     }
 }
 
-/// Chat and embeddings: the routes counted in the request metrics.
+/// Chat, embeddings and messages: the routes counted in the request metrics.
 fn is_model_route(method: &Method, path: &str) -> bool {
     let path = path
         .strip_prefix("/v1")
         .filter(|rest| rest.starts_with('/'))
         .unwrap_or(path);
-    method == Method::POST && matches!(path, "/chat/completions" | "/embeddings")
+    method == Method::POST && matches!(path, "/chat/completions" | "/embeddings" | "/messages")
 }
 
 /// The failure kind of an error answered before routing.
@@ -241,6 +254,10 @@ where
         .filter(|rest| rest.starts_with('/'))
         .unwrap_or(path);
     let master_key = runtime.config.general.master_key.as_ref();
+    if matches!(path, "/messages" | "/messages/count_tokens") {
+        // Anthropic's clients read Anthropic's error shape, auth errors included.
+        outcome.error_shape = ErrorShape::Anthropic;
+    }
     match (request.method(), path) {
         (&Method::GET, "/health/liveliness" | "/health/liveness") => Ok(ops::liveliness()),
         (&Method::GET, "/health/readiness") => Ok(ops::readiness(gateway, runtime)),
@@ -284,10 +301,27 @@ where
             auth::authorize(request.headers(), master_key)?;
             embeddings(runtime, request, request_id, outcome).await
         }
+        (&Method::POST, "/messages") => {
+            auth::authorize(request.headers(), master_key)?;
+            messages::messages(runtime, request, request_id, outcome).await
+        }
+        (&Method::POST, "/messages/count_tokens") => {
+            auth::authorize(request.headers(), master_key)?;
+            messages::count_tokens(runtime, request, outcome).await
+        }
         (
             _,
-            "/health/liveliness" | "/health/liveness" | "/health/readiness" | "/health" | "/models"
-            | "/chat/completions" | "/embeddings" | "/metrics" | "/config/reload",
+            "/health/liveliness"
+            | "/health/liveness"
+            | "/health/readiness"
+            | "/health"
+            | "/models"
+            | "/chat/completions"
+            | "/embeddings"
+            | "/metrics"
+            | "/config/reload"
+            | "/messages"
+            | "/messages/count_tokens",
         ) => Err(ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
             "invalid_request_error",
@@ -305,7 +339,8 @@ where
     }
 }
 
-async fn read_request<B>(
+/// Reads a request's headers and body (bounded by the configured limit).
+pub(crate) async fn read_request<B>(
     runtime: &Runtime,
     request: Request<B>,
 ) -> Result<(HeaderMap, Bytes), ApiError>
@@ -368,18 +403,8 @@ where
         outcome.report = Some(routed.report);
         // The body is made in `handle`, once the request's observation is
         // ready to travel with it.
-        outcome.stream = Some((routed.value, shape));
-        let mut response = Response::new(crate::http::full(Bytes::new()));
-        let headers = response.headers_mut();
-        headers.insert(
-            http::header::CONTENT_TYPE,
-            HeaderValue::from_static("text/event-stream"),
-        );
-        headers.insert(
-            http::header::CACHE_CONTROL,
-            HeaderValue::from_static("no-cache"),
-        );
-        Ok(response)
+        outcome.stream = Some(chat_pieces(routed.value, shape));
+        Ok(event_stream_head())
     } else {
         let result = runtime.router.chat(&chat, &options).await;
         outcome.upstream_time = Some(upstream_started.elapsed());
@@ -438,7 +463,24 @@ where
     Ok(json_response(StatusCode::OK, &routed.value))
 }
 
-fn route_result<T>(
+/// The head of a stream response; `handle` puts the body in.
+pub(crate) fn event_stream_head() -> Response<Body> {
+    let mut response = Response::new(crate::http::full(Bytes::new()));
+    let headers = response.headers_mut();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert(
+        http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache"),
+    );
+    response
+}
+
+/// A routing result, with a failure recorded in `outcome` and mapped to the
+/// client's error.
+pub(crate) fn route_result<T>(
     runtime: &Runtime,
     result: Result<gateway_router::Routed<T>, RouteFailure>,
     outcome: &mut Outcome,
