@@ -672,3 +672,56 @@ async fn messages_requests_are_logged_and_counted_like_chat() {
         );
     }
 }
+
+/// What Claude Code sends: system and tool blocks with `cache_control`,
+/// `metadata.user_id`, betas, a `?beta=true` query, and a stream.
+fn claude_code_body(model: &str) -> Value {
+    let mut tool = weather_tool();
+    tool["cache_control"] = json!({"type": "ephemeral"});
+    json!({
+        "model": model,
+        "max_tokens": 32000,
+        "stream": true,
+        "temperature": 1,
+        "metadata": {"user_id": "user_abc_account__session_123"},
+        "system": [
+            {"type": "text", "text": "You are Claude Code.", "cache_control": {"type": "ephemeral"}},
+            {"type": "text", "text": "Work carefully.", "cache_control": {"type": "ephemeral"}}
+        ],
+        "tools": [tool],
+        "messages": [
+            {"role": "user", "content": [{"type": "text", "text": "What is the weather?", "cache_control": {"type": "ephemeral"}}]},
+            {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_9", "name": "get_weather", "input": {"city": "Paris"}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_9", "content": "18C"}]}
+        ]
+    })
+}
+
+#[tokio::test]
+async fn claude_code_shaped_requests_work_against_openai_and_ollama_backends() {
+    let setup = setup(
+        protocols::openai::text_stream(&["Hello", " world"]),
+        protocols::ollama::text_stream(&["Hello", " world"]),
+        unused(),
+    )
+    .await;
+    let url = setup.gateway.url("/v1/messages?beta=true");
+    let headers = [
+        ("x-api-key", MASTER),
+        ("anthropic-version", "2023-06-01"),
+        (
+            "anthropic-beta",
+            "claude-code-20250219,interleaved-thinking-2025-05-14,fine-grained-tool-streaming-2025-05-14",
+        ),
+    ];
+    for model in ["chat", "local"] {
+        let response = post(&url, &headers, &claude_code_body(model)).await;
+        assert_eq!(event_names(&response), TEXT_SEQUENCE, "{model}");
+        assert_eq!(deltas(&response).0, "Hello world", "{model}");
+    }
+    let openai = &setup.openai.received()[0].body;
+    assert_eq!(openai["messages"][4]["role"], "tool", "{openai}");
+    assert_eq!(openai["messages"][4]["tool_call_id"], "toolu_9");
+    let ollama = &setup.ollama.received()[0].body;
+    assert_eq!(ollama["messages"][4]["role"], "tool", "{ollama}");
+}
