@@ -120,7 +120,7 @@ fn deltas(response: &TestResponse) -> (String, String) {
     (text, json)
 }
 
-fn event<'a>(response: &'a TestResponse, name: &str) -> Vec<Value> {
+fn event(response: &TestResponse, name: &str) -> Vec<Value> {
     response
         .sse_events()
         .into_iter()

@@ -86,7 +86,7 @@ where
         outcome.report = Some(routed.report);
         outcome.stream = Some(match opened {
             Opened::Native { first, rest } => native_pieces(first, rest, model, guard),
-            Opened::Chat { first, rest } => translated_pieces(first, rest, model, guard),
+            Opened::Chat { first, rest } => translated_pieces(*first, rest, model, guard),
         });
         Ok(event_stream_head())
     } else {
@@ -219,7 +219,7 @@ enum Answer {
     /// The upstream's own Messages body.
     Native(Value),
     /// A chat completion, to translate.
-    Chat(ChatResponse),
+    Chat(Box<ChatResponse>),
 }
 
 /// A stream whose first item arrived.
@@ -227,7 +227,10 @@ enum Opened {
     /// The upstream's own events.
     Native { first: SseEvent, rest: NativeStream },
     /// Chat chunks, to translate.
-    Chat { first: ChatChunk, rest: ChunkStream },
+    Chat {
+        first: Box<ChatChunk>,
+        rest: ChunkStream,
+    },
 }
 
 async fn call_once(
@@ -246,7 +249,8 @@ async fn call_once(
         )),
         None => {
             let request = with_system_prompt(chat, prompt);
-            Ok(Answer::Chat(deployment.provider.chat(&request, cx).await?))
+            let response = deployment.provider.chat(&request, cx).await?;
+            Ok(Answer::Chat(Box::new(response)))
         }
     }
 }
@@ -281,7 +285,10 @@ async fn open_stream(
             let request = with_system_prompt(chat, prompt);
             let mut rest = deployment.provider.chat_stream(&request, cx).await?;
             match rest.next().await {
-                Some(Ok(first)) => Ok(Opened::Chat { first, rest }),
+                Some(Ok(first)) => Ok(Opened::Chat {
+                    first: Box::new(first),
+                    rest,
+                }),
                 Some(Err(error)) => Err(error),
                 None => Err(before_first()),
             }
