@@ -725,3 +725,28 @@ async fn claude_code_shaped_requests_work_against_openai_and_ollama_backends() {
     let ollama = &setup.ollama.received()[0].body;
     assert_eq!(ollama["messages"][4]["role"], "tool", "{ollama}");
 }
+
+#[tokio::test]
+async fn thinking_is_passed_to_anthropic_and_left_out_of_translated_calls() {
+    let setup = setup(
+        protocols::openai::text_stream(&["Hello"]),
+        protocols::ollama::text_stream(&["Hello"]),
+        protocols::anthropic::text_stream(&["Hello"]),
+    )
+    .await;
+    let thinking = json!({"type": "enabled", "budget_tokens": 1024});
+    for model in ["chat", "local", "claude"] {
+        let mut body = claude_code_body(model);
+        body["thinking"] = thinking.clone();
+        let response = post(
+            &setup.gateway.url("/v1/messages"),
+            &anthropic_headers(),
+            &body,
+        )
+        .await;
+        assert_eq!(response.status, 200, "{model}: {}", response.text());
+    }
+    assert!(setup.openai.received()[0].body.get("thinking").is_none());
+    assert!(setup.ollama.received()[0].body.get("thinking").is_none());
+    assert_eq!(setup.anthropic.received()[0].body["thinking"], thinking);
+}

@@ -66,7 +66,15 @@ where
     if outcome.log_bodies {
         outcome.request_body = Some(redacted_body(runtime, &bytes));
     }
-    let Parsed { mut native, chat } = parse(&bytes)?;
+    let Parsed {
+        mut native,
+        mut chat,
+    } = parse(&bytes)?;
+    // Translated calls never reach an Anthropic deployment (those take the
+    // native body), and no other upstream takes Anthropic's `thinking`
+    // (OpenAI refuses unknown parameters); reasoning could not come back as
+    // thinking blocks anyway.
+    chat.extra.remove("thinking");
     outcome.requested = runtime.model_labels.get(chat.model.as_str()).cloned();
     let options = options(runtime, &mut native, &chat, &headers, request_id)?;
     let native = Value::Object(native);
