@@ -750,3 +750,42 @@ async fn thinking_is_passed_to_anthropic_and_left_out_of_translated_calls() {
     assert!(setup.ollama.received()[0].body.get("thinking").is_none());
     assert_eq!(setup.anthropic.received()[0].body["thinking"], thinking);
 }
+
+#[tokio::test]
+async fn a_messages_client_that_disconnects_mid_stream_makes_the_gateway_drop_the_upstream() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let gone = std::sync::Arc::new(tokio::sync::Notify::new());
+    let setup = setup(
+        Reply::EndlessSse {
+            event: upstream_chunk(Some("tick "), None),
+            interval: std::time::Duration::from_millis(20),
+            gone: std::sync::Arc::clone(&gone),
+        },
+        unused(),
+        unused(),
+    )
+    .await;
+    let mut socket = tokio::net::TcpStream::connect(setup.gateway.addr)
+        .await
+        .unwrap();
+    let body = messages_body("chat", true).to_string();
+    let request = format!(
+        "POST /v1/messages HTTP/1.1\r\nhost: gw\r\nx-api-key: {MASTER}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    socket.write_all(request.as_bytes()).await.unwrap();
+    let mut seen = Vec::new();
+    let mut buffer = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains("text_delta") {
+        let read = tokio::time::timeout(PATIENCE, socket.read(&mut buffer))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(read > 0, "stream ended early");
+        seen.extend_from_slice(&buffer[..read]);
+    }
+    drop(socket);
+    tokio::time::timeout(PATIENCE, gone.notified())
+        .await
+        .expect("the upstream connection must be dropped after the client left");
+}
