@@ -4,7 +4,10 @@
 //! A [`Router`] holds the deployments of every model group (deployments that
 //! share a `model_name`) and serves chat, stream and embeddings calls by
 //! picking a deployment, calling its [`Provider`](gateway_providers::Provider),
-//! and reporting what it did in a [`RouteReport`].
+//! and reporting what it did in a [`RouteReport`]. Calls the typed entry
+//! points cannot express (a native passthrough, say) go through
+//! [`Router::route`] / [`Router::route_stream`] with the caller's own
+//! closure, and get the same retries, fallbacks and cooldowns.
 //!
 //! Two layers:
 //! - the [`Engine`] is sync and pure: it sorts each group into priority tiers
