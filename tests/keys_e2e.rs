@@ -615,3 +615,47 @@ async fn the_request_log_line_names_the_key_alias_team_and_cost() {
     );
     assert!(!logs.text().contains(&key), "a key was logged");
 }
+
+#[tokio::test]
+async fn anthropic_ingress_enforces_virtual_keys_in_its_own_error_shape() {
+    let upstream = FakeUpstream::start(Reply::json(200, upstream_completion("hi"))).await;
+    let config = format!(
+        r#"
+model_list:
+  - model_name: cheap
+    litellm_params: {{model: openai/gpt-x, api_base: "{base}", api_key: sk-upstream-key}}
+  - model_name: premium
+    litellm_params: {{model: openai/gpt-y, api_base: "{base}", api_key: sk-upstream-key}}
+general_settings:
+  master_key: sk-master-for-the-ingress-test-0123456789
+  keys:
+    - {{key: os.environ/APP_KEY, key_alias: app, models: [cheap]}}
+"#,
+        base = upstream.api_base(),
+    );
+    let app_key = "sk-app-key-for-the-ingress-test-0123456789";
+    let gateway = TestGateway::start(&config, &[("APP_KEY", app_key)]).await;
+    let url = gateway.url("/v1/messages");
+    let body = |model: &str| json!({"model": model, "max_tokens": 16, "messages": [{"role": "user", "content": "hi"}]});
+
+    let allowed = post(&url, &[("x-api-key", app_key)], &body("cheap")).await;
+    assert_eq!(allowed.status, 200, "{}", allowed.text());
+    assert_eq!(allowed.json()["type"], "message");
+    assert!(allowed.header("x-litellm-key-spend").is_some());
+
+    post(&url, &[("x-api-key", app_key)], &body("premium"))
+        .await
+        .assert_anthropic_error(403, "permission_error");
+    post(
+        &url,
+        &[("x-api-key", "sk-not-a-key-of-this-gateway-0123456789")],
+        &body("cheap"),
+    )
+    .await
+    .assert_anthropic_error(401, "authentication_error");
+    assert_eq!(
+        upstream.received().len(),
+        1,
+        "refused requests never reach the upstream"
+    );
+}

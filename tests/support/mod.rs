@@ -22,6 +22,8 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, Notify};
 
+pub mod protocols;
+
 /// Every test's upper bound on waiting for something that should happen.
 pub const PATIENCE: Duration = Duration::from_secs(10);
 
@@ -139,6 +141,12 @@ pub enum Reply {
     },
     /// SSE events (each a `data:` payload), then the body ends.
     Sse { events: Vec<String> },
+    /// A whole body of any type (NDJSON, Anthropic's named events, ...).
+    Raw {
+        status: u16,
+        content_type: &'static str,
+        body: String,
+    },
     /// Never answers; notifies `arrived` when the request is in.
     Hang { arrived: Arc<Notify> },
     /// SSE events every `interval` until the client goes away; the fake then
@@ -200,6 +208,12 @@ impl FakeUpstream {
             received,
             reply,
         }
+    }
+
+    /// The base URL without a path, for upstreams whose adapters add their
+    /// own (`/v1/messages`, `/api/chat`, `/openai/deployments/...`).
+    pub fn root(&self) -> String {
+        format!("http://{}", self.addr)
     }
 
     /// The base URL as a deployment's `api_base`.
@@ -269,6 +283,15 @@ async fn answer(
                 .body(Full::new(Bytes::from(text)).boxed())
                 .unwrap()
         }
+        Reply::Raw {
+            status,
+            content_type,
+            body,
+        } => hyper::Response::builder()
+            .status(status)
+            .header("content-type", content_type)
+            .body(Full::new(Bytes::from(body)).boxed())
+            .unwrap(),
         Reply::Hang { arrived } => {
             arrived.notify_one();
             std::future::pending().await
@@ -321,6 +344,43 @@ impl TestResponse {
 
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|value| value.to_str().ok())
+    }
+
+    /// The events of an SSE body: `(event name, data as JSON)`, in order.
+    pub fn sse_events(&self) -> Vec<(Option<String>, Value)> {
+        self.text()
+            .split("\n\n")
+            .filter(|block| !block.trim().is_empty())
+            .map(|block| {
+                let mut name = None;
+                let mut data = String::new();
+                for line in block.lines() {
+                    if let Some(value) = line.strip_prefix("event: ") {
+                        name = Some(value.to_owned());
+                    } else if let Some(value) = line.strip_prefix("data: ") {
+                        data.push_str(value);
+                    }
+                }
+                let data = serde_json::from_str(&data)
+                    .unwrap_or_else(|_| panic!("event data is not JSON: {block:?}"));
+                (name, data)
+            })
+            .collect()
+    }
+
+    /// Asserts an Anthropic-shaped error with this status and type.
+    pub fn assert_anthropic_error(&self, status: u16, kind: &str) -> Value {
+        assert_eq!(self.status, status, "body: {}", self.text());
+        let body = self.json();
+        assert_eq!(body["type"], "error", "body: {body}");
+        assert_eq!(body["error"]["type"], kind, "body: {body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "body: {body}"
+        );
+        body
     }
 
     /// The `data:` payloads of an SSE body.

@@ -180,3 +180,31 @@ async fn other_adapters_decline_the_passthrough() {
     }
     assert!(fake.requests().is_empty());
 }
+
+#[tokio::test]
+async fn anthropic_passthrough_stream_error_event_is_the_terminal_err_item() {
+    let events = [
+        "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"m\",\"content\":[],\"usage\":{\"input_tokens\":1,\"output_tokens\":0}}}\n\n",
+        "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n",
+    ];
+    let fake = FakeUpstream::start(vec![Scripted::stream(
+        "text/event-stream",
+        events.iter().map(|e| (*e).to_owned()).collect(),
+    )])
+    .await;
+    let provider = build(
+        "anthropic",
+        "claude-3-5-haiku-20241022",
+        fake.base_url.clone(),
+    );
+    let Ok(Some(NativeResponse::Stream(mut stream))) = provider
+        .anthropic_messages(&body(true), &CallContext::default())
+        .await
+    else {
+        panic!("expected a native stream");
+    };
+    assert!(matches!(stream.next().await, Some(Ok(_))));
+    let error = stream.next().await.and_then(Result::err);
+    assert_eq!(error.map(|error| error.kind), Some(ErrorKind::Overloaded));
+    assert!(stream.next().await.is_none());
+}

@@ -82,9 +82,15 @@ impl InFlight {
     /// A stream sent its first chunk: records the time to first token and
     /// keeps the call in flight.
     fn first_chunk(&self) {
+        self.answered(true);
+    }
+
+    /// The call answered (a stream: sent its first chunk): records its
+    /// latency and keeps the call in flight.
+    pub(crate) fn answered(&self, stream: bool) {
         let outcome = Outcome::Success {
             latency: self.elapsed(),
-            stream: true,
+            stream,
         };
         let now = now();
         let (engine, deployment) = (&self.shared.engine, self.deployment);
@@ -97,6 +103,32 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.finish(None, 0);
+    }
+}
+
+/// A call routed with [`Router::route`](crate::Router::route) or
+/// [`Router::route_stream`](crate::Router::route_stream) that answered. It
+/// keeps the call counted in flight on its deployment (least-busy routing,
+/// tpm windows) until [`CallGuard::finish`] or [`CallGuard::fail`]; dropping
+/// it ends the call without blaming the deployment, as a cancelled call.
+#[derive(Debug)]
+pub struct CallGuard(InFlight);
+
+impl CallGuard {
+    pub(crate) fn new(inner: InFlight) -> Self {
+        Self(inner)
+    }
+
+    /// The call is over (a stream ended cleanly); `tokens` of usage count
+    /// toward the deployment's tpm window.
+    pub fn finish(mut self, tokens: u64) {
+        self.0.finish(None, tokens);
+    }
+
+    /// The call failed after it answered (a committed stream broke): the
+    /// failure counts toward the deployment's cooldown like a failed attempt.
+    pub fn fail(mut self, error: &ProviderError, tokens: u64) {
+        self.0.fail(error, tokens);
     }
 }
 

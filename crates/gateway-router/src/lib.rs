@@ -4,7 +4,10 @@
 //! A [`Router`] holds the deployments of every model group (deployments that
 //! share a `model_name`) and serves chat, stream and embeddings calls by
 //! picking a deployment, calling its [`Provider`](gateway_providers::Provider),
-//! and reporting what it did in a [`RouteReport`].
+//! and reporting what it did in a [`RouteReport`]. Calls the typed entry
+//! points cannot express (a native passthrough, say) go through
+//! [`Router::route`] / [`Router::route_stream`] with the caller's own
+//! closure, and get the same retries, fallbacks and cooldowns.
 //!
 //! Two layers:
 //! - the [`Engine`] is sync and pure: it sorts each group into priority tiers
@@ -68,9 +71,10 @@ mod strategy;
 pub mod tokens;
 mod types;
 
+pub use attempt::CallGuard;
 pub use engine::{Engine, GroupId, Outcome, Pick, PickRequest, Step};
 pub use fallback::ANY_GROUP;
-pub use router::{Router, RouterBuilder};
+pub use router::{with_system_prompt, Router, RouterBuilder};
 pub use state::{DeploymentStats, FastRng, MemoryState, Rng, RouterState, StatsTable};
 pub use types::{
     AttemptError, Deployment, DeploymentSettings, FallbackMap, RequestOptions, RetryPolicy,

@@ -1,7 +1,7 @@
 //! The async driver: resolves groups, asks the engine what to do, calls
 //! providers under deadlines, retries, waits and falls back.
 
-use crate::attempt::{commit, now, InFlight, Peeked, Shared};
+use crate::attempt::{commit, now, CallGuard, InFlight, Peeked, Shared};
 use crate::engine::{Engine, GroupId, Pick, PickRequest, Step};
 use crate::policy::{self, Retry};
 use crate::state::{with_table, FastRng, MemoryState, Rng, RouterState, StatsTable};
@@ -260,6 +260,69 @@ impl Router {
             |response: EmbeddingsResponse, guard| {
                 guard.succeed(response.usage.as_ref().map_or(0, |usage| usage.total_tokens));
                 response
+            },
+        )
+        .await
+    }
+
+    /// Routes a call of the caller's own making with the same picks,
+    /// deadlines, retries, fallbacks and cooldowns as [`Router::chat`]:
+    /// `call` is called with each deployment tried until one answers `Ok`.
+    /// For calls the typed entry points cannot express, such as a native
+    /// passthrough (`Provider::anthropic_messages`) that translates on
+    /// deployments that cannot take it.
+    ///
+    /// The answer comes with a [`CallGuard`]: report the call's end (and its
+    /// tokens) with it. Pre-call checks use `options.input_tokens`; nothing
+    /// is counted when it is unset.
+    pub async fn route<'a, T, F, Fut>(
+        &'a self,
+        model: &str,
+        options: &'a RequestOptions,
+        call: F,
+    ) -> Result<Routed<(T, CallGuard)>, RouteFailure>
+    where
+        F: Fn(&'a Arc<Deployment>) -> Fut,
+        Fut: Future<Output = Result<T, ProviderError>> + 'a,
+    {
+        self.run(
+            model,
+            options,
+            false,
+            || 0,
+            call,
+            |value, guard| {
+                guard.answered(false);
+                (value, CallGuard::new(guard))
+            },
+        )
+        .await
+    }
+
+    /// [`Router::route`] for a stream: `call` should resolve once the
+    /// stream's first event arrived, so that a failure before it retries and
+    /// falls back. It runs under the stream (first chunk) timeout, and its
+    /// latency is recorded as the time to first token. Keep the
+    /// [`CallGuard`] with the stream and finish it when the stream ends.
+    pub async fn route_stream<'a, T, F, Fut>(
+        &'a self,
+        model: &str,
+        options: &'a RequestOptions,
+        call: F,
+    ) -> Result<Routed<(T, CallGuard)>, RouteFailure>
+    where
+        F: Fn(&'a Arc<Deployment>) -> Fut,
+        Fut: Future<Output = Result<T, ProviderError>> + 'a,
+    {
+        self.run(
+            model,
+            options,
+            true,
+            || 0,
+            call,
+            |value, guard| {
+                guard.answered(true);
+                (value, CallGuard::new(guard))
             },
         )
         .await
@@ -611,7 +674,7 @@ fn attempt_deadline(
 
 /// The request with the deployment's system prompt prepended, borrowed
 /// unchanged when there is none.
-pub(crate) fn with_system_prompt<'a>(
+pub fn with_system_prompt<'a>(
     request: &'a ChatRequest,
     system_prompt: Option<&str>,
 ) -> Cow<'a, ChatRequest> {

@@ -893,3 +893,101 @@ async fn a_token_count_from_the_caller_skips_counting() {
     ));
     assert!(log.names().is_empty());
 }
+
+fn stats_of(router: &Router, id: &str) -> gateway_router::DeploymentStats {
+    let mut found = None;
+    router
+        .state()
+        .update(&mut |table| found = table.by_id(&DeploymentId::from(id)).cloned());
+    found.unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn route_retries_and_falls_back_with_a_custom_call() {
+    let log = Log::new();
+    let settings = RouterSettings {
+        fallbacks: map(&[("g", &["f"])]),
+        num_retries: 1,
+        ..RouterSettings::default()
+    };
+    let router = router(
+        settings,
+        vec![
+            scripted(&log, "a", "g", plain(), Vec::new()),
+            scripted(&log, "b", "f", plain(), Vec::new()),
+        ],
+    );
+    let options = options();
+    // The custom call fails on `a` (twice: first try and retry) and answers on `b`.
+    let routed = router
+        .route("g", &options, |deployment| async move {
+            if deployment.id.as_str() == "a" {
+                Err(error(ErrorKind::Upstream))
+            } else {
+                Ok(deployment.id.as_str().to_owned())
+            }
+        })
+        .await
+        .unwrap();
+    let (value, guard) = routed.value;
+    assert_eq!(value, "b");
+    assert_eq!(
+        (
+            routed.report.attempts,
+            routed.report.retries,
+            routed.report.fallbacks
+        ),
+        (3, 1, 1)
+    );
+    assert_eq!(
+        routed.report.deployment.as_ref().map(|d| d.as_str()),
+        Some("b")
+    );
+    assert_eq!(stats_of(&router, "b").in_flight, 1, "held by the guard");
+    guard.finish(7);
+    let after = stats_of(&router, "b");
+    assert_eq!((after.in_flight, after.usage.tokens), (0, 7));
+}
+
+#[tokio::test(start_paused = true)]
+async fn route_stream_records_first_token_and_a_failed_guard_counts_as_a_failure() {
+    let log = Log::new();
+    let settings = RouterSettings {
+        allowed_fails: 0,
+        ..RouterSettings::default()
+    };
+    let router = router(
+        settings,
+        vec![scripted(&log, "a", "g", plain(), Vec::new())],
+    );
+    let options = options();
+    let routed = router
+        .route_stream("g", &options, |_deployment| async { Ok(()) })
+        .await
+        .unwrap();
+    assert!(stats_of(&router, "a").time_to_first_token.is_some());
+    let ((), guard) = routed.value;
+    guard.fail(&error(ErrorKind::Upstream), 3);
+    let after = stats_of(&router, "a");
+    assert_eq!(after.in_flight, 0);
+    assert!(
+        after.cooldown_until.is_some(),
+        "a broken stream cools the deployment"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn route_surfaces_an_unknown_model_without_calling() {
+    let log = Log::new();
+    let router = router(
+        RouterSettings::default(),
+        vec![scripted(&log, "a", "g", plain(), Vec::new())],
+    );
+    let options = options();
+    let failure = router
+        .route("nope", &options, |_deployment| async { Ok(()) })
+        .await
+        .unwrap_err();
+    assert!(matches!(failure.error, RouterError::UnknownModel(_)));
+    assert_eq!(failure.report.attempts, 0);
+}

@@ -72,6 +72,47 @@ impl ApiError {
     /// The whole response.
     pub fn into_response(self) -> Response<Body> {
         let mut response = json_response(self.status, &self.body());
+        self.insert_headers(&mut response);
+        response
+    }
+
+    /// The whole response in Anthropic's error shape, for the Anthropic-format
+    /// endpoints (`/v1/messages`): `{"type": "error", "error": {"type",
+    /// "message"}}` with the same status (and `retry-after`) as
+    /// [`ApiError::into_response`]. The Anthropic SDKs read this shape; the
+    /// error `type` is Anthropic's name for the status
+    /// ([`ApiError::anthropic_type`]).
+    pub fn into_anthropic_response(self) -> Response<Body> {
+        let body = serde_json::json!({
+            "type": "error",
+            "error": {"type": self.anthropic_type(), "message": self.message},
+        });
+        let mut response = json_response(self.status, &body);
+        self.insert_headers(&mut response);
+        response
+    }
+
+    /// Anthropic's error type for this error's status: `invalid_request_error`
+    /// (400 and other 4xx), `authentication_error` (401),
+    /// `permission_error` (403), `not_found_error` (404),
+    /// `request_too_large` (413), `rate_limit_error` (429),
+    /// `overloaded_error` (503), `timeout_error` (504), else `api_error`.
+    pub fn anthropic_type(&self) -> &'static str {
+        match self.status {
+            StatusCode::UNAUTHORIZED => "authentication_error",
+            StatusCode::FORBIDDEN => "permission_error",
+            StatusCode::NOT_FOUND => "not_found_error",
+            StatusCode::PAYLOAD_TOO_LARGE => "request_too_large",
+            StatusCode::TOO_MANY_REQUESTS => "rate_limit_error",
+            StatusCode::SERVICE_UNAVAILABLE => "overloaded_error",
+            StatusCode::GATEWAY_TIMEOUT => "timeout_error",
+            status if status.is_client_error() => "invalid_request_error",
+            _ => "api_error",
+        }
+    }
+
+    /// `retry-after` and the error's own headers (rate-limit descriptors).
+    fn insert_headers(&self, response: &mut Response<Body>) {
         if let Some(retry_after) = self.retry_after {
             let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
             if let Ok(value) = HeaderValue::try_from(seconds.max(1).to_string()) {
@@ -87,7 +128,6 @@ impl ApiError {
                     .insert(http::HeaderName::from_static(name), value);
             }
         }
-        response
     }
 
     /// 500 `internal_server_error` for a store failure on an admin call: a
@@ -309,6 +349,48 @@ mod tests {
                 (error.status.as_u16(), error.kind),
                 (status, type_name),
                 "{kind:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn anthropic_errors_keep_the_status_and_name_anthropic_types() {
+        let cases = [
+            (
+                ApiError::invalid_request("bad"),
+                400,
+                "invalid_request_error",
+            ),
+            (
+                ApiError::new(StatusCode::UNAUTHORIZED, "auth_error", "x"),
+                401,
+                "authentication_error",
+            ),
+            (
+                ApiError::from_router(&RouterError::UnknownModel("m".to_owned())),
+                404,
+                "not_found_error",
+            ),
+            (
+                ApiError::from_provider(&ProviderError::new(ErrorKind::RateLimited, "x")),
+                429,
+                "rate_limit_error",
+            ),
+            (
+                ApiError::from_provider(&ProviderError::new(ErrorKind::Upstream, "x")),
+                502,
+                "api_error",
+            ),
+            (
+                ApiError::from_provider(&ProviderError::new(ErrorKind::Timeout, "x")),
+                504,
+                "timeout_error",
+            ),
+        ];
+        for (error, status, kind) in cases {
+            assert_eq!(
+                (error.status.as_u16(), error.anthropic_type()),
+                (status, kind)
             );
         }
     }

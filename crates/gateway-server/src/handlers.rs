@@ -9,14 +9,14 @@ use crate::budget::{
 use crate::errors::ApiError;
 use crate::gateway::{Gateway, Runtime};
 use crate::http::{json_bytes_response, json_response, read_body, Body};
+use crate::messages;
 use crate::metrics::{DeploymentLabels, InFlight, TokenCounts};
 use crate::observe::{redacted_body, token_counts, Observation};
 use crate::ops;
 use crate::request::{parse_json, take_options};
-use crate::stream::{sse_body, StreamShape};
+use crate::stream::{chat_pieces, observed_body, Pieces, StreamShape};
 use bytes::Bytes;
 use gateway_budget::TokenUsage;
-use gateway_providers::ChunkStream;
 use gateway_router::{RouteFailure, RouteReport, RouterError};
 use gateway_types::{ChatRequest, EmbeddingsRequest, ModelList, ModelObject, NanoUsd};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
@@ -89,7 +89,10 @@ impl Gateway {
                 if outcome.failure.is_none() {
                     outcome.failure = Some(client_failure_kind(&error));
                 }
-                error.into_response()
+                match outcome.error_shape {
+                    ErrorShape::OpenAi => error.into_response(),
+                    ErrorShape::Anthropic => error.into_anthropic_response(),
+                }
             }
         };
         if let Ok(value) = HeaderValue::try_from(request_id.as_str()) {
@@ -174,9 +177,7 @@ impl Gateway {
         observation.tokens = outcome.tokens;
         observation.request_body = outcome.request_body;
         match outcome.stream {
-            Some((chunks, shape)) => {
-                *response.body_mut() = sse_body(chunks, shape, observation);
-            }
+            Some(pieces) => *response.body_mut() = observed_body(pieces, observation),
             None => observation.finish(None),
         }
         response
@@ -207,25 +208,37 @@ impl Drop for Unfinished {
 
 /// What the handler learned, for headers, metrics and the request log line.
 #[derive(Default)]
-struct Outcome {
-    report: Option<RouteReport>,
-    upstream_time: Option<Duration>,
+pub(crate) struct Outcome {
+    pub(crate) report: Option<RouteReport>,
+    pub(crate) upstream_time: Option<Duration>,
     /// The failure kind label, when the request failed.
-    failure: Option<&'static str>,
+    pub(crate) failure: Option<&'static str>,
     /// The failure's message (logged for server-side failures only).
-    error: Option<String>,
-    tokens: Option<TokenCounts>,
+    pub(crate) error: Option<String>,
+    pub(crate) tokens: Option<TokenCounts>,
     /// A stream to send as the body once the observation is ready.
-    stream: Option<(ChunkStream, StreamShape)>,
-    log_bodies: bool,
-    request_body: Option<String>,
+    pub(crate) stream: Option<Pieces>,
+    pub(crate) log_bodies: bool,
+    pub(crate) request_body: Option<String>,
     /// The labels of the requested alias, once the body is parsed and the
     /// alias is configured (before routing has a report).
-    requested: Option<DeploymentLabels>,
+    pub(crate) requested: Option<DeploymentLabels>,
     /// The budget admission, settled when the request is over.
-    admission: Option<Admission>,
+    pub(crate) admission: Option<Admission>,
     /// Usage of a whole (non-stream) response.
-    usage: Option<TokenUsage>,
+    pub(crate) usage: Option<TokenUsage>,
+    /// The shape errors are answered in.
+    pub(crate) error_shape: ErrorShape,
+}
+
+/// The shape of an error body: the protocol of the endpoint.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) enum ErrorShape {
+    /// `{"error": {"message", "type", "param", "code"}}`.
+    #[default]
+    OpenAi,
+    /// `{"type": "error", "error": {"type", "message"}}` (`/v1/messages`).
+    Anthropic,
 }
 
 impl Outcome {
@@ -250,13 +263,13 @@ impl Outcome {
     }
 }
 
-/// Chat and embeddings: the routes counted in the request metrics.
+/// Chat, embeddings and messages: the routes counted in the request metrics.
 fn is_model_route(method: &Method, path: &str) -> bool {
     let path = path
         .strip_prefix("/v1")
         .filter(|rest| rest.starts_with('/'))
         .unwrap_or(path);
-    method == Method::POST && matches!(path, "/chat/completions" | "/embeddings")
+    method == Method::POST && matches!(path, "/chat/completions" | "/embeddings" | "/messages")
 }
 
 /// The failure kind of an error answered before routing.
@@ -299,6 +312,10 @@ where
         .filter(|rest| rest.starts_with('/'))
         .unwrap_or(path);
     let master_key = runtime.config.general.master_key.as_ref();
+    if matches!(path, "/messages" | "/messages/count_tokens") {
+        // Anthropic's clients read Anthropic's error shape, auth errors included.
+        outcome.error_shape = ErrorShape::Anthropic;
+    }
     let budgets = &gateway.budgets;
     if path == "/key/info" {
         // Any key may read its own record (LiteLLM's default for /key/info).
@@ -385,10 +402,32 @@ where
             };
             embeddings(runtime, request, caller, outcome).await
         }
+        (&Method::POST, "/messages") => {
+            let identity = auth::identify(request.headers(), master_key, budgets)?;
+            let caller = Caller {
+                gateway,
+                identity,
+                request_id,
+            };
+            messages::messages(runtime, request, caller, outcome).await
+        }
+        (&Method::POST, "/messages/count_tokens") => {
+            auth::identify(request.headers(), master_key, budgets)?;
+            messages::count_tokens(runtime, request, outcome).await
+        }
         (
             _,
-            "/health/liveliness" | "/health/liveness" | "/health/readiness" | "/health" | "/models"
-            | "/chat/completions" | "/embeddings" | "/metrics" | "/config/reload",
+            "/health/liveliness"
+            | "/health/liveness"
+            | "/health/readiness"
+            | "/health"
+            | "/models"
+            | "/chat/completions"
+            | "/embeddings"
+            | "/metrics"
+            | "/config/reload"
+            | "/messages"
+            | "/messages/count_tokens",
         ) => Err(ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
             "invalid_request_error",
@@ -406,7 +445,8 @@ where
     }
 }
 
-async fn read_request<B>(
+/// Reads a request's headers and body (bounded by the configured limit).
+pub(crate) async fn read_request<B>(
     runtime: &Runtime,
     request: Request<B>,
 ) -> Result<(HeaderMap, Bytes), ApiError>
@@ -430,15 +470,16 @@ where
 }
 
 /// Who is calling a model endpoint.
-struct Caller<'a> {
-    gateway: &'a Gateway,
-    identity: Identity,
-    request_id: &'a str,
+/// Who is calling a model endpoint, for budget admission.
+pub(crate) struct Caller<'a> {
+    pub(crate) gateway: &'a Gateway,
+    pub(crate) identity: Identity,
+    pub(crate) request_id: &'a str,
 }
 
 impl Caller<'_> {
     /// Checks the caller's key and budgets and reserves the estimate.
-    fn admit(
+    pub(crate) fn admit(
         self,
         runtime: &Runtime,
         request: AdmitRequest<'_>,
@@ -511,18 +552,8 @@ where
         outcome.report = Some(routed.report);
         // The body is made in `handle`, once the request's observation is
         // ready to travel with it.
-        outcome.stream = Some((routed.value, shape));
-        let mut response = Response::new(crate::http::full(Bytes::new()));
-        let headers = response.headers_mut();
-        headers.insert(
-            http::header::CONTENT_TYPE,
-            HeaderValue::from_static("text/event-stream"),
-        );
-        headers.insert(
-            http::header::CACHE_CONTROL,
-            HeaderValue::from_static("no-cache"),
-        );
-        Ok(response)
+        outcome.stream = Some(chat_pieces(routed.value, shape));
+        Ok(event_stream_head())
     } else {
         let result = runtime.router.chat(&chat, &options).await;
         outcome.upstream_time = Some(upstream_started.elapsed());
@@ -600,7 +631,24 @@ where
     Ok(json_response(StatusCode::OK, &routed.value))
 }
 
-fn route_result<T>(
+/// The head of a stream response; `handle` puts the body in.
+pub(crate) fn event_stream_head() -> Response<Body> {
+    let mut response = Response::new(crate::http::full(Bytes::new()));
+    let headers = response.headers_mut();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert(
+        http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache"),
+    );
+    response
+}
+
+/// A routing result, with a failure recorded in `outcome` and mapped to the
+/// client's error.
+pub(crate) fn route_result<T>(
     runtime: &Runtime,
     result: Result<gateway_router::Routed<T>, RouteFailure>,
     outcome: &mut Outcome,

@@ -48,6 +48,7 @@ pub mod errors;
 mod gateway;
 mod handlers;
 pub mod http;
+mod messages;
 pub mod metrics;
 mod observe;
 mod ops;

@@ -1,18 +1,41 @@
-//! Turning a provider's chunk stream into the client's SSE body, chunk by
-//! chunk, never buffered whole.
+//! Client streams: any protocol's frames become the SSE body chunk by chunk,
+//! never buffered whole, with the request's observation riding along so its
+//! log line and metrics are emitted when the stream really ends.
 
 use crate::errors::ApiError;
 use crate::http::Body;
+use crate::metrics::TokenCounts;
 use crate::observe::{token_counts, Observation, StreamEnd, StreamStats};
 use bytes::Bytes;
+use futures_core::Stream;
 use futures_util::StreamExt;
 use gateway_providers::{sse, ChunkStream};
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 use std::convert::Infallible;
+use std::pin::Pin;
 use std::time::Instant;
 
-/// How the client's stream is shaped.
+/// One piece of a client stream, and what it tells the request's
+/// observation.
+#[derive(Debug)]
+pub(crate) struct Piece {
+    /// The bytes to send (one or more whole SSE events).
+    pub(crate) bytes: Bytes,
+    /// The usage known so far, when this piece carried some.
+    pub(crate) tokens: Option<TokenCounts>,
+    /// Characters of generated text in this piece: what a stream that ends
+    /// without usage (a client that left) is billed from.
+    pub(crate) chars: usize,
+    /// Set on the last piece: how the stream ended.
+    pub(crate) end: Option<StreamEnd>,
+}
+
+/// A client stream in the making: the pieces a protocol encoder produces.
+/// The last piece has `end` set; pieces after it are not sent.
+pub(crate) type Pieces = Pin<Box<dyn Stream<Item = Piece> + Send>>;
+
+/// How the client's chat stream is shaped.
 #[derive(Debug, Clone)]
 pub(crate) struct StreamShape {
     /// The alias to stamp on every chunk (`None` keeps the upstream's name,
@@ -24,26 +47,23 @@ pub(crate) struct StreamShape {
 
 const DONE: &[u8] = b"data: [DONE]\n\n";
 
-/// The SSE body: every chunk as `data: <json>\n\n`, then `data: [DONE]`. A
-/// failure after the first byte becomes `data: {"error": ...}` and the stream
-/// ends without `[DONE]`, so clients never mistake a truncation for an end.
-/// Dropping the body (the client went away) drops the upstream stream.
+/// The body of a stream: every piece as it comes. Dropping the body (the
+/// client went away) drops the upstream stream.
 ///
 /// The request's log line and metrics are emitted when the body is dropped:
 /// after its last frame, or when the client goes away.
-pub(crate) fn sse_body(chunks: ChunkStream, shape: StreamShape, observation: Observation) -> Body {
+pub(crate) fn observed_body(pieces: Pieces, observation: Observation) -> Body {
     enum State {
-        Streaming(ChunkStream, StreamShape, Tracker),
+        Streaming(Pieces, Tracker),
         Done(Tracker),
     }
     let tracker = Tracker {
         observation: Some(observation),
         stats: StreamStats::default(),
     };
-    let start = State::Streaming(chunks, shape, tracker);
-    let frames = futures_util::stream::unfold(start, |state| async move {
-        let (mut chunks, shape, mut tracker) = match state {
-            State::Streaming(chunks, shape, tracker) => (chunks, shape, tracker),
+    let frames = futures_util::stream::unfold(State::Streaming(pieces, tracker), |state| async {
+        let (mut pieces, mut tracker) = match state {
+            State::Streaming(pieces, tracker) => (pieces, tracker),
             State::Done(tracker) => {
                 // The last frame went out: the request is over.
                 drop(tracker);
@@ -51,54 +71,108 @@ pub(crate) fn sse_body(chunks: ChunkStream, shape: StreamShape, observation: Obs
             }
         };
         loop {
-            match chunks.next().await {
-                None => {
-                    tracker.stats.end = StreamEnd::Completed;
-                    return Some((Bytes::from_static(DONE), State::Done(tracker)));
+            let Some(piece) = pieces.next().await else {
+                tracker.stats.end = StreamEnd::Completed;
+                drop(tracker);
+                return None;
+            };
+            if let Some(tokens) = piece.tokens {
+                tracker.stats.tokens = Some(tokens);
+            }
+            tracker.stats.streamed_chars += piece.chars;
+            if let Some(end) = piece.end {
+                tracker.stats.end = end;
+                if piece.bytes.is_empty() {
+                    drop(tracker);
+                    return None;
                 }
-                Some(Err(error)) => {
-                    tracker.stats.end = StreamEnd::Failed {
-                        kind: error.kind.as_str(),
-                        message: error.message.clone(),
-                    };
-                    let body = ApiError::from_provider(&error).body();
-                    let json = serde_json::to_vec(&body).unwrap_or_default();
-                    return Some((sse::encode_data(&json), State::Done(tracker)));
-                }
-                Some(Ok(mut chunk)) => {
-                    tracker.stats.first_chunk.get_or_insert_with(Instant::now);
-                    if let Some(usage) = &chunk.usage {
-                        tracker.stats.tokens = Some(token_counts(usage));
+                return Some((piece.bytes, State::Done(tracker)));
+            }
+            tracker.stats.first_chunk.get_or_insert_with(Instant::now);
+            // Pieces that only carry a count send nothing.
+            if !piece.bytes.is_empty() {
+                return Some((piece.bytes, State::Streaming(pieces, tracker)));
+            }
+        }
+    });
+    StreamBody::new(frames.map(|bytes| Ok::<_, Infallible>(Frame::data(bytes)))).boxed_unsync()
+}
+
+/// The OpenAI chat stream: every chunk as `data: <json>\n\n`, then
+/// `data: [DONE]`. A failure after the first byte becomes
+/// `data: {"error": ...}` and the stream ends without `[DONE]`, so clients
+/// never mistake a truncation for an end.
+pub(crate) fn chat_pieces(chunks: ChunkStream, shape: StreamShape) -> Pieces {
+    let pieces = futures_util::stream::unfold(Some(chunks), move |state| {
+        let shape = shape.clone();
+        async move {
+            let mut chunks = state?;
+            loop {
+                match chunks.next().await {
+                    None => {
+                        let piece = Piece {
+                            bytes: Bytes::from_static(DONE),
+                            tokens: None,
+                            chars: 0,
+                            end: Some(StreamEnd::Completed),
+                        };
+                        return Some((piece, None));
                     }
-                    for choice in &chunk.choices {
-                        if let Some(content) = &choice.delta.content {
-                            tracker.stats.streamed_chars += content.len();
+                    Some(Err(error)) => {
+                        let body = ApiError::from_provider(&error).body();
+                        let json = serde_json::to_vec(&body).unwrap_or_default();
+                        let piece = Piece {
+                            bytes: sse::encode_data(&json),
+                            tokens: None,
+                            chars: 0,
+                            end: Some(StreamEnd::Failed {
+                                kind: error.kind.as_str(),
+                                message: error.message,
+                            }),
+                        };
+                        return Some((piece, None));
+                    }
+                    Some(Ok(mut chunk)) => {
+                        let tokens = chunk.usage.as_ref().map(token_counts);
+                        let chars = chunk
+                            .choices
+                            .iter()
+                            .filter_map(|choice| choice.delta.content.as_ref())
+                            .map(String::len)
+                            .sum();
+                        let usage_only = chunk.choices.is_empty() && chunk.usage.is_some();
+                        if !shape.include_usage {
+                            if usage_only {
+                                // Nothing to send, but the count matters.
+                                let piece = Piece {
+                                    bytes: Bytes::new(),
+                                    tokens,
+                                    chars: 0,
+                                    end: None,
+                                };
+                                return Some((piece, Some(chunks)));
+                            }
+                            chunk.usage = None;
                         }
-                    }
-                    let usage_only = chunk.choices.is_empty() && chunk.usage.is_some();
-                    if !shape.include_usage {
-                        if usage_only {
+                        if let Some(model) = &shape.model {
+                            chunk.model.clone_from(model);
+                        }
+                        let Ok(json) = serde_json::to_vec(&chunk) else {
                             continue;
-                        }
-                        chunk.usage = None;
-                    }
-                    if let Some(model) = &shape.model {
-                        chunk.model.clone_from(model);
-                    }
-                    match serde_json::to_vec(&chunk) {
-                        Ok(json) => {
-                            return Some((
-                                sse::encode_data(&json),
-                                State::Streaming(chunks, shape, tracker),
-                            ))
-                        }
-                        Err(_) => continue,
+                        };
+                        let piece = Piece {
+                            bytes: sse::encode_data(&json),
+                            tokens,
+                            chars,
+                            end: None,
+                        };
+                        return Some((piece, Some(chunks)));
                     }
                 }
             }
         }
     });
-    StreamBody::new(frames.map(|bytes| Ok::<_, Infallible>(Frame::data(bytes)))).boxed_unsync()
+    Box::pin(pieces)
 }
 
 /// Finishes the request's observation when the stream's state is dropped.

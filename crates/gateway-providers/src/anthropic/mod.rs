@@ -292,7 +292,9 @@ impl Provider for AnthropicProvider {
     }
 }
 
-/// Passes events through, and fails the stream when it ends before
+/// Passes events through, turns an upstream `error` event into the stream's
+/// terminal `Err` item (so a caller can retry one that comes first, and
+/// counts it as a failure), and fails the stream when it ends before
 /// `message_stop` (a cut connection must not look like a complete answer).
 fn native_events(
     events: impl futures_core::Stream<Item = Result<sse::SseEvent, ProviderError>> + Send + 'static,
@@ -303,6 +305,16 @@ fn native_events(
         |state| async move {
             let (mut events, stopped) = state?;
             match events.next().await {
+                Some(Ok(event)) if event.event.as_deref() == Some("error") => {
+                    let error = match serde_json::from_str::<wire::ErrorEnvelope>(&event.data) {
+                        Ok(envelope) => convert::error_from_event(&envelope.error),
+                        Err(_) => ProviderError::new(
+                            ErrorKind::Upstream,
+                            format!("{} sent an unreadable error event", convert::PROVIDER),
+                        ),
+                    };
+                    Some((Err(error), None))
+                }
                 Some(Ok(event)) => {
                     let stopped = stopped
                         || event.event.as_deref() == Some("message_stop")
