@@ -382,11 +382,11 @@ impl Bench<'_> {
         let direct_summary = direct.summary();
         let gateway_summary = proxied.summary();
         let ticks = self.ticks_per_second;
-        let gateway_cpu_us = report::cpu_us_per_request(gateway_ticks, ticks, proxied.requests());
+        let gateway_cpu_us = report::cpu_us_per_request(gateway_ticks, ticks, proxied.answered());
         let level = Level {
             concurrency,
-            added_latency_us: gateway_summary.latency_us.minus(&direct_summary.latency_us),
-            added_ttfb_us: gateway_summary.ttfb_us.minus(&direct_summary.ttfb_us),
+            added_latency_us: gateway_summary.added_latency(&direct_summary),
+            added_ttfb_us: gateway_summary.added_ttfb(&direct_summary),
             throughput_ratio: if direct_summary.requests_per_second > 0.0 {
                 gateway_summary.requests_per_second / direct_summary.requests_per_second
             } else {
@@ -397,28 +397,29 @@ impl Bench<'_> {
             upstream_cpu_us_per_request: report::cpu_us_per_request(
                 upstream_ticks,
                 ticks,
-                direct.requests(),
+                direct.answered(),
             ),
             client_cpu_us_per_request_direct: report::cpu_us_per_request(
                 client_ticks_direct,
                 ticks,
-                direct.requests(),
+                direct.answered(),
             ),
             client_cpu_us_per_request_gateway: report::cpu_us_per_request(
                 client_ticks_gateway,
                 ticks,
-                proxied.requests(),
+                proxied.answered(),
             ),
             gateway_peak_rss_kib: memory.peak_kib,
             direct: direct_summary,
             gateway: gateway_summary,
         };
         eprintln!(
-            "concurrency {concurrency}: direct {:.0} req/s, gateway {:.0} req/s, added p50 {:+.1} µs, p99 {:+.1} µs, gateway CPU {:.1} µs/request",
+            "concurrency {concurrency}: direct {:.0} req/s, gateway {:.0} req/s ({} errors), added p50 {:+.1} µs, p99 {:+.1} µs, gateway CPU {:.1} µs/request",
             level.direct.requests_per_second,
             level.gateway.requests_per_second,
-            level.added_latency_us.p50,
-            level.added_latency_us.p99,
+            level.gateway.errors,
+            level.added_latency_us.map_or(f64::NAN, |added| added.p50),
+            level.added_latency_us.map_or(f64::NAN, |added| added.p99),
             level.gateway_cpu_us_per_request
         );
         Ok(level)

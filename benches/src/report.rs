@@ -69,15 +69,16 @@ pub struct Level {
     pub direct: Summary,
     /// Through the gateway.
     pub gateway: Summary,
-    /// Gateway minus direct at each percentile, µs.
-    pub added_latency_us: Percentiles,
+    /// Gateway minus direct at each percentile, µs (`None` when either
+    /// side had no successful request).
+    pub added_latency_us: Option<Percentiles>,
     /// Gateway minus direct time to first byte at each percentile, µs.
-    pub added_ttfb_us: Percentiles,
+    pub added_ttfb_us: Option<Percentiles>,
     /// Gateway requests/s divided by direct requests/s.
     pub throughput_ratio: f64,
     /// Gateway CPU seconds (user + system) per 1,000 requests.
     pub gateway_cpu_seconds_per_1000: f64,
-    /// The same, in µs per request.
+    /// The same, in µs per request (answered requests, failed ones too).
     pub gateway_cpu_us_per_request: f64,
     /// Fake upstream CPU µs per request in the direct rounds.
     pub upstream_cpu_us_per_request: f64,
@@ -177,9 +178,9 @@ impl Accumulator {
         Ok(())
     }
 
-    /// Successful requests so far.
-    pub fn requests(&self) -> u64 {
-        self.requests
+    /// Answered requests so far, successful or not.
+    pub fn answered(&self) -> u64 {
+        self.requests + self.errors
     }
 
     /// The summary.
@@ -218,6 +219,19 @@ fn percentiles(histogram: &Histogram<u64>) -> Percentiles {
         p90: at(0.90),
         p99: at(0.99),
         p999: at(0.999),
+    }
+}
+
+impl Summary {
+    /// Gateway minus direct (`self - direct`) latency, when both have data.
+    pub fn added_latency(&self, direct: &Summary) -> Option<Percentiles> {
+        (self.requests > 0 && direct.requests > 0)
+            .then(|| self.latency_us.minus(&direct.latency_us))
+    }
+
+    /// Gateway minus direct time to first byte, when both have data.
+    pub fn added_ttfb(&self, direct: &Summary) -> Option<Percentiles> {
+        (self.requests > 0 && direct.requests > 0).then(|| self.ttfb_us.minus(&direct.ttfb_us))
     }
 }
 
@@ -298,20 +312,32 @@ impl Report {
                     summary.errors
                 );
             }
-            let added = &level.added_latency_us;
-            let _ = writeln!(
-                out,
-                "{:>5}  {:<8} {:>8.1}% {:>+9.1} {:>+9.1} {:>+9.1} {:>+9.1} {:>+9.1} {:>+9.1}",
-                level.concurrency,
-                "added",
-                level.throughput_ratio * 100.0,
-                added.p50,
-                added.p90,
-                added.p99,
-                added.p999,
-                level.added_ttfb_us.p50,
-                level.added_ttfb_us.p99,
-            );
+            match (&level.added_latency_us, &level.added_ttfb_us) {
+                (Some(added), Some(ttfb)) => {
+                    let _ = writeln!(
+                        out,
+                        "{:>5}  {:<8} {:>8.1}% {:>+9.1} {:>+9.1} {:>+9.1} {:>+9.1} {:>+9.1} {:>+9.1}",
+                        level.concurrency,
+                        "added",
+                        level.throughput_ratio * 100.0,
+                        added.p50,
+                        added.p90,
+                        added.p99,
+                        added.p999,
+                        ttfb.p50,
+                        ttfb.p99,
+                    );
+                }
+                _ => {
+                    let _ = writeln!(
+                        out,
+                        "{:>5}  {:<8} {:>8.1}%  (no added latency: a side had no successful request)",
+                        level.concurrency,
+                        "added",
+                        level.throughput_ratio * 100.0,
+                    );
+                }
+            }
             let _ = writeln!(
                 out,
                 "{:>5}  gateway CPU {:.1} µs/request ({:.4} s per 1,000), fake upstream {:.1} µs/request, load generator {:.1} / {:.1} µs/request (direct / gateway), gateway peak RSS {:.1} MiB",
@@ -389,13 +415,13 @@ pub fn check_targets(scenario: &str, report: &Report) -> Vec<TargetCheck> {
                 "added latency c=1 p50",
                 100.0,
                 "µs",
-                level(1).map(|l| l.added_latency_us.p50),
+                level(1).and_then(|l| l.added_latency_us).map(|a| a.p50),
             ));
             checks.push(below(
                 "added latency c=1 p99",
                 300.0,
                 "µs",
-                level(1).map(|l| l.added_latency_us.p99),
+                level(1).and_then(|l| l.added_latency_us).map(|a| a.p99),
             ));
             checks.push(below(
                 "gateway CPU per request c=64",
@@ -414,7 +440,7 @@ pub fn check_targets(scenario: &str, report: &Report) -> Vec<TargetCheck> {
                 "added latency c=64 p99",
                 2000.0,
                 "µs",
-                level(64).map(|l| l.added_latency_us.p99),
+                level(64).and_then(|l| l.added_latency_us).map(|a| a.p99),
             ));
         }
         "stream" => {
@@ -422,7 +448,7 @@ pub fn check_targets(scenario: &str, report: &Report) -> Vec<TargetCheck> {
                 "added TTFB c=1 p50",
                 200.0,
                 "µs",
-                level(1).map(|l| l.added_ttfb_us.p50),
+                level(1).and_then(|l| l.added_ttfb_us).map(|a| a.p50),
             ));
         }
         _ => {}
