@@ -154,6 +154,7 @@ fn run(cli: &Cli) -> anyhow::Result<Report> {
         bail!("--duration and --request-timeout must be positive, --warmup not negative");
     }
     let scenario = cli.scenario.name();
+    let loadavg_start = loadavg();
     let json_path = cli
         .json
         .clone()
@@ -282,7 +283,7 @@ fn run(cli: &Cli) -> anyhow::Result<Report> {
     let mut report = Report {
         scenario: scenario.to_owned(),
         gateway: described,
-        machine: machine(),
+        machine: machine(loadavg_start),
         settings: Settings {
             rounds: cli.rounds,
             round_seconds: cli.duration,
@@ -524,7 +525,19 @@ fn gateway_binary(cli: &Cli) -> anyhow::Result<PathBuf> {
     )
 }
 
-fn machine() -> Machine {
+/// The 1, 5 and 15 minute load averages.
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|text| {
+            text.split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_default()
+}
+
+fn machine(loadavg_start: String) -> Machine {
     let cpu_model = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|info| {
@@ -544,5 +557,7 @@ fn machine() -> Machine {
         nproc: std::thread::available_parallelism().map_or(1, usize::from),
         cpu_model,
         date,
+        loadavg_start,
+        loadavg_end: loadavg(),
     }
 }

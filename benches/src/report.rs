@@ -39,6 +39,10 @@ pub struct Machine {
     pub cpu_model: String,
     /// UTC date and time of the run.
     pub date: String,
+    /// `/proc/loadavg` when the run started: other work on the machine.
+    pub loadavg_start: String,
+    /// `/proc/loadavg` when the run ended.
+    pub loadavg_end: String,
 }
 
 /// The knobs of the run.
@@ -269,12 +273,14 @@ impl Report {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "\nscenario `{}` against {}\n{} CPUs ({}), {}; {} round(s) x {} per target per concurrency, interleaved\n",
+            "\nscenario `{}` against {}\n{} CPUs ({}), {}, load average {} -> {}; {} round(s) x {} per target per concurrency, interleaved\n",
             self.scenario,
             self.gateway,
             self.machine.nproc,
             self.machine.cpu_model,
             self.machine.date,
+            self.machine.loadavg_start,
+            self.machine.loadavg_end,
             self.settings.rounds,
             match self.settings.requests_per_round {
                 Some(count) => format!("{count} requests"),
