@@ -1,5 +1,6 @@
 //! JSON cost of one non-stream request through the gateway: parsing the
-//! client's `ChatRequest`, encoding it for the upstream (directly, and the way
+//! client's `ChatRequest` (plain, and with the field-path tracking the server
+//! uses for error messages), encoding it for the upstream (directly, and the way
 //! the OpenAI adapter does it today: through a `serde_json::Value`), parsing
 //! the upstream's `ChatResponse` and encoding it for the client.
 
@@ -18,6 +19,14 @@ fn chat_request(c: &mut Criterion) {
     let mut group = c.benchmark_group("chat_request");
     group.bench_function("parse", |b| {
         b.iter(|| serde_json::from_str::<ChatRequest>(black_box(REQUEST)).ok())
+    });
+    // What the server's parse_json does: the same, tracking the field path
+    // for error messages.
+    group.bench_function("parse_with_path", |b| {
+        b.iter(|| {
+            let mut deserializer = serde_json::Deserializer::from_str(black_box(REQUEST));
+            serde_path_to_error::deserialize::<_, ChatRequest>(&mut deserializer).ok()
+        })
     });
     let Ok(request) = serde_json::from_str::<ChatRequest>(REQUEST) else {
         panic!("the sample request does not parse");
