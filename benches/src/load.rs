@@ -58,6 +58,10 @@ pub struct RoundSpec {
     pub requests: Option<u64>,
     /// The longest one request may take before it counts as an error.
     pub request_timeout: Duration,
+    /// Open loop: requests per second over all workers, on a fixed schedule.
+    /// `None` is closed loop (each worker sends as soon as its last request
+    /// ended), which saturates the machine at higher concurrencies.
+    pub rate: Option<f64>,
 }
 
 /// What one round measured.
@@ -99,9 +103,9 @@ impl Target {
         })
     }
 
-    /// Sends one request and reads the whole answer.
-    async fn request(&self) -> Result<Timing, String> {
-        let started = Instant::now();
+    /// Sends one request and reads the whole answer; times count from
+    /// `started`.
+    async fn request(&self, started: Instant) -> Result<Timing, String> {
         let request = Request::post(self.uri.clone())
             .header(http::header::CONTENT_TYPE, "application/json")
             .header(http::header::AUTHORIZATION, self.authorization.clone())
@@ -193,10 +197,18 @@ pub async fn run_round(target: &Target, spec: RoundSpec) -> anyhow::Result<Round
     let started = Instant::now();
     let deadline = started + spec.duration;
     let mut workers = tokio::task::JoinSet::new();
-    for _ in 0..spec.concurrency.max(1) {
+    for index in 0..spec.concurrency.max(1) {
         let target = target.clone();
         let remaining = remaining.clone();
-        workers.spawn(worker(target, spec, deadline, remaining));
+        let schedule = spec.rate.filter(|rate| *rate > 0.0).map(|rate| {
+            // Worker i sends at started + (i + k * N) / rate, k = 0, 1, ...
+            let workers = spec.concurrency.max(1) as f64;
+            Schedule {
+                next: started + Duration::from_secs_f64(index as f64 / rate),
+                interval: Duration::from_secs_f64(workers / rate),
+            }
+        });
+        workers.spawn(worker(target, spec, deadline, remaining, schedule));
     }
     let limit = match spec.requests {
         // A counted round has no duration; bound it by the request timeout
@@ -252,11 +264,37 @@ struct WorkerResult {
     first_error: Option<String>,
 }
 
+/// When an open-loop worker sends its next request.
+#[derive(Debug, Clone, Copy)]
+struct Schedule {
+    next: Instant,
+    interval: Duration,
+}
+
+impl Schedule {
+    /// Waits for the next slot and returns when it woke. Latency counts from
+    /// then, not from the slot: tokio's timer has a 1 ms resolution, and its
+    /// lateness is not the target's. A worker that fell behind (a slow
+    /// answer, a late timer) sends at once and its schedule restarts from
+    /// now rather than bursting to catch up.
+    async fn wait(&mut self) -> Instant {
+        let now = Instant::now();
+        if now < self.next {
+            tokio::time::sleep_until(self.next.into()).await;
+            self.next += self.interval;
+        } else {
+            self.next = now + self.interval;
+        }
+        Instant::now()
+    }
+}
+
 async fn worker(
     target: Target,
     spec: RoundSpec,
     deadline: Instant,
     remaining: Option<Arc<AtomicU64>>,
+    mut schedule: Option<Schedule>,
 ) -> anyhow::Result<WorkerResult> {
     let mut result = WorkerResult {
         ok: 0,
@@ -276,12 +314,17 @@ async fn worker(
                 }
             }
             None => {
-                if Instant::now() >= deadline {
+                let next = schedule.map_or_else(Instant::now, |schedule| schedule.next);
+                if next >= deadline {
                     break;
                 }
             }
         }
-        match tokio::time::timeout(spec.request_timeout, target.request()).await {
+        let started = match &mut schedule {
+            Some(schedule) => schedule.wait().await,
+            None => Instant::now(),
+        };
+        match tokio::time::timeout(spec.request_timeout, target.request(started)).await {
             Ok(Ok(timing)) => {
                 result.ok += 1;
                 result.latency.saturating_record(nanos(timing.total));

@@ -58,6 +58,12 @@ struct Cli {
     /// Requests per round instead of a duration.
     #[arg(long)]
     requests: Option<u64>,
+    /// Open loop: send this many requests per second per target (over all
+    /// workers) on a fixed schedule, instead of each worker sending as soon
+    /// as its last answer arrived. Use a rate below the gateway's capacity to
+    /// measure latency without queueing.
+    #[arg(long)]
+    rate: Option<f64>,
     /// Unmeasured warm-up seconds per target per concurrency.
     #[arg(long, default_value_t = 0.5)]
     warmup: f64,
@@ -149,6 +155,17 @@ struct Bench<'a> {
 fn run(cli: &Cli) -> anyhow::Result<Report> {
     if cli.rounds == 0 || cli.concurrency.is_empty() || cli.concurrency.contains(&0) {
         bail!("--rounds and every --concurrency must be at least 1");
+    }
+    if let Some(rate) = cli.rate {
+        if !rate.is_finite() || rate <= 0.0 {
+            bail!("--rate must be positive");
+        }
+        let fastest = cli.concurrency.iter().min().copied().unwrap_or(1) as f64 * 500.0;
+        if rate > fastest {
+            eprintln!(
+                "warning: --rate {rate} needs a worker to send more often than every 2 ms at the lowest concurrency; tokio's 1 ms timer makes that rate unreachable there (keep --rate <= 500 x concurrency)"
+            );
+        }
     }
     if !(cli.duration > 0.0 && cli.warmup >= 0.0 && cli.request_timeout > 0.0) {
         bail!("--duration and --request-timeout must be positive, --warmup not negative");
@@ -288,6 +305,7 @@ fn run(cli: &Cli) -> anyhow::Result<Report> {
             rounds: cli.rounds,
             round_seconds: cli.duration,
             requests_per_round: cli.requests,
+            rate: cli.rate,
             warmup_seconds: cli.warmup,
             stream_chunks: (cli.scenario == Scenario::Stream).then_some(cli.chunks),
             upstream_threads: cli.upstream_threads,
@@ -315,6 +333,7 @@ impl Bench<'_> {
             duration: Duration::from_secs_f64(duration),
             requests,
             request_timeout: Duration::from_secs_f64(self.cli.request_timeout),
+            rate: self.cli.rate,
         }
     }
 

@@ -54,6 +54,8 @@ pub struct Settings {
     pub round_seconds: f64,
     /// Requests per round instead of a duration, when set.
     pub requests_per_round: Option<u64>,
+    /// Open-loop requests per second per target, when set.
+    pub rate: Option<f64>,
     /// Seconds of unmeasured warm-up per target per concurrency.
     pub warmup_seconds: f64,
     /// SSE content chunks per streamed answer.
@@ -282,9 +284,13 @@ impl Report {
             self.machine.loadavg_start,
             self.machine.loadavg_end,
             self.settings.rounds,
-            match self.settings.requests_per_round {
-                Some(count) => format!("{count} requests"),
-                None => format!("{:.1} s", self.settings.round_seconds),
+            match (self.settings.requests_per_round, self.settings.rate) {
+                (Some(count), _) => format!("{count} requests"),
+                (None, Some(rate)) => format!(
+                    "{:.1} s, open loop at {rate:.0} req/s",
+                    self.settings.round_seconds
+                ),
+                (None, None) => format!("{:.1} s", self.settings.round_seconds),
             }
         );
         let _ = writeln!(
