@@ -433,13 +433,15 @@ impl Bench<'_> {
             direct: direct_summary,
             gateway: gateway_summary,
         };
+        let added = level.added_latency_us.map_or_else(
+            || "no added latency (a side had no successes)".to_owned(),
+            |added| format!("added p50 {:+.1} µs, p99 {:+.1} µs", added.p50, added.p99),
+        );
         eprintln!(
-            "concurrency {concurrency}: direct {:.0} req/s, gateway {:.0} req/s ({} errors), added p50 {:+.1} µs, p99 {:+.1} µs, gateway CPU {:.1} µs/request",
+            "concurrency {concurrency}: direct {:.0} req/s, gateway {:.0} req/s ({} errors), {added}, gateway CPU {:.1} µs/request",
             level.direct.requests_per_second,
             level.gateway.requests_per_second,
             level.gateway.errors,
-            level.added_latency_us.map_or(f64::NAN, |added| added.p50),
-            level.added_latency_us.map_or(f64::NAN, |added| added.p99),
             level.gateway_cpu_us_per_request
         );
         Ok(level)
