@@ -488,3 +488,123 @@ pub fn check_targets(scenario: &str, report: &Report) -> Vec<TargetCheck> {
     });
     checks
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary(requests: u64, errors: u64, p50: f64) -> Summary {
+        Summary {
+            requests,
+            errors,
+            seconds: 1.0,
+            requests_per_second: requests as f64,
+            rounds_requests_per_second: vec![requests as f64],
+            latency_us: Percentiles {
+                p50,
+                p90: p50,
+                p99: p50 * 2.0,
+                p999: p50 * 3.0,
+            },
+            ttfb_us: Percentiles::default(),
+            first_error: None,
+        }
+    }
+
+    fn level(concurrency: usize, direct: Summary, gateway: Summary) -> Level {
+        Level {
+            concurrency,
+            added_latency_us: gateway.added_latency(&direct),
+            added_ttfb_us: gateway.added_ttfb(&direct),
+            throughput_ratio: gateway.requests_per_second / direct.requests_per_second,
+            gateway_cpu_seconds_per_1000: 0.03,
+            gateway_cpu_us_per_request: 30.0,
+            upstream_cpu_us_per_request: 9.0,
+            client_cpu_us_per_request_direct: 10.0,
+            client_cpu_us_per_request_gateway: 20.0,
+            gateway_peak_rss_kib: 20 * 1024,
+            direct,
+            gateway,
+        }
+    }
+
+    fn report(levels: Vec<Level>) -> Report {
+        Report {
+            scenario: "plain".to_owned(),
+            gateway: "test".to_owned(),
+            machine: Machine {
+                nproc: 2,
+                cpu_model: "test".to_owned(),
+                date: String::new(),
+                loadavg_start: String::new(),
+                loadavg_end: String::new(),
+            },
+            settings: Settings {
+                rounds: 1,
+                round_seconds: 1.0,
+                requests_per_round: None,
+                rate: None,
+                warmup_seconds: 0.0,
+                stream_chunks: None,
+                upstream_threads: 1,
+                client_threads: 1,
+            },
+            idle_rss_kib: 8 * 1024,
+            peak_rss_kib: 30 * 1024,
+            levels,
+            targets: Vec::new(),
+            notes: Vec::new(),
+        }
+    }
+
+    fn verdict(checks: &[TargetCheck], name: &str) -> Option<bool> {
+        checks
+            .iter()
+            .find(|check| check.name == name)
+            .and_then(|check| check.met)
+    }
+
+    #[test]
+    fn added_latency_is_gateway_minus_direct() {
+        let added = summary(100, 0, 80.0).added_latency(&summary(100, 0, 20.0));
+        assert_eq!(added.map(|added| added.p50), Some(60.0));
+    }
+
+    #[test]
+    fn no_added_latency_when_a_side_never_succeeded() {
+        assert!(summary(0, 50, 0.0)
+            .added_latency(&summary(100, 0, 20.0))
+            .is_none());
+    }
+
+    #[test]
+    fn targets_are_checked_at_their_concurrency() {
+        let report = report(vec![
+            level(1, summary(1000, 0, 20.0), summary(400, 0, 80.0)),
+            level(64, summary(1000, 0, 1000.0), summary(300, 0, 1500.0)),
+        ]);
+        let checks = check_targets("plain", &report);
+        assert_eq!(verdict(&checks, "added latency c=1 p50"), Some(true));
+        assert_eq!(verdict(&checks, "added latency c=1 p99"), Some(true));
+        assert_eq!(verdict(&checks, "gateway CPU per request c=64"), Some(true));
+        assert_eq!(
+            verdict(&checks, "throughput c=64, % of direct"),
+            Some(false)
+        );
+        assert_eq!(verdict(&checks, "added latency c=64 p99"), Some(true));
+        assert_eq!(verdict(&checks, "gateway peak RSS"), Some(true));
+        assert_eq!(verdict(&checks, "errors"), Some(true));
+    }
+
+    #[test]
+    fn targets_at_a_concurrency_not_run_are_not_measured() {
+        let report = report(vec![level(
+            16,
+            summary(1000, 0, 20.0),
+            summary(400, 3, 80.0),
+        )]);
+        let checks = check_targets("plain", &report);
+        assert_eq!(verdict(&checks, "added latency c=1 p50"), None);
+        assert_eq!(verdict(&checks, "errors"), Some(false));
+    }
+}

@@ -259,3 +259,67 @@ pub fn sse_events(chunks: usize) -> Vec<Bytes> {
     events.push(Bytes::from_static(b"data: [DONE]\n\n"));
     events
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::load::{run_round, RoundSpec, Target, TargetSpec};
+    use std::time::Duration;
+
+    fn round(mode: Mode, stream: bool) -> anyhow::Result<crate::load::RoundResult> {
+        let upstream = FakeUpstream::start(1)?;
+        let addr = upstream.listen(mode)?;
+        let client = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        client.block_on(async {
+            let target = Target::new(TargetSpec {
+                name: "direct",
+                url: format!("http://{addr}/v1/chat/completions"),
+                bearer: "test".to_owned(),
+                body: bytes::Bytes::from_static(b"{}"),
+                stream,
+            })?;
+            let spec = RoundSpec {
+                concurrency: 2,
+                duration: Duration::from_secs(10),
+                requests: Some(6),
+                request_timeout: Duration::from_secs(10),
+                rate: None,
+            };
+            run_round(&target, spec).await
+        })
+    }
+
+    #[test]
+    fn json_answers_are_counted_as_successes() -> anyhow::Result<()> {
+        let result = round(Mode::Json, false)?;
+        assert_eq!((result.ok, result.errors), (6, 0));
+        Ok(())
+    }
+
+    #[test]
+    fn streams_end_with_done_and_are_counted_as_successes() -> anyhow::Result<()> {
+        let result = round(Mode::Sse { chunks: 5 }, true)?;
+        assert_eq!((result.ok, result.errors), (6, 0));
+        Ok(())
+    }
+
+    #[test]
+    fn server_errors_are_counted_as_errors() -> anyhow::Result<()> {
+        let result = round(Mode::ServerError, false)?;
+        assert_eq!((result.ok, result.errors), (0, 6));
+        assert!(result
+            .first_error
+            .is_some_and(|error| error.starts_with("HTTP 500")));
+        Ok(())
+    }
+
+    #[test]
+    fn the_stream_has_a_role_chunk_content_chunks_usage_and_done() {
+        let events = sse_events(3);
+        assert_eq!(events.len(), 6);
+        assert!(events[4].starts_with(b"data: {") && events[4].ends_with(b"\n\n"));
+        assert_eq!(&events[5][..], b"data: [DONE]\n\n");
+    }
+}
