@@ -184,47 +184,14 @@ fn run(cli: &Cli) -> anyhow::Result<Report> {
     std::fs::create_dir_all(&results_dir)
         .with_context(|| format!("cannot create {}", results_dir.display()))?;
 
-    // The fake upstream: a healthy listener, plus a failing one for fallback.
-    let upstream = FakeUpstream::start(cli.upstream_threads)?;
-    let mode = match cli.scenario {
-        Scenario::Stream => Mode::Sse { chunks: cli.chunks },
-        Scenario::Plain | Scenario::Fallback | Scenario::Keys => Mode::Json,
-    };
-    let upstream_addr = upstream.listen(mode)?;
-    let failing_primary = match (cli.scenario, cli.primary_failure) {
-        (Scenario::Fallback, PrimaryFailure::ServerError) => {
-            Some(upstream.listen(Mode::ServerError)?)
-        }
-        (Scenario::Fallback, PrimaryFailure::ClosedPort) => Some(closed_port()?),
-        _ => None,
-    };
-    let spec = config::ConfigSpec {
-        upstream: upstream_addr,
-        failing_primary,
-        database_url: cli
-            .database_url
-            .clone()
-            .filter(|_| cli.scenario == Scenario::Keys),
-        virtual_keys: cli.scenario == Scenario::Keys,
-    };
+    let (upstream, spec) = start_upstream(cli)?;
+    let upstream_addr = spec.upstream;
     let config_path = results_dir.join(format!("{scenario}.config.yaml"));
     std::fs::write(&config_path, config::render(&spec))
         .with_context(|| format!("cannot write {}", config_path.display()))?;
     let config_path = std::fs::canonicalize(&config_path)?;
 
-    let launch = match &cli.gateway_cmd {
-        Some(command) => Launch::Shell(command.clone()),
-        None => Launch::Binary {
-            path: gateway_binary(cli)?,
-            log_level: cli.gateway_log_level.clone(),
-        },
-    };
-    let described = match &launch {
-        Launch::Binary { path, log_level } => {
-            format!("{} (--log-level {log_level})", path.display())
-        }
-        Launch::Shell(command) => command.clone(),
-    };
+    let (launch, described) = launch(cli)?;
     let log_path = results_dir.join(format!("{scenario}.gateway.log"));
     let mut gateway = GatewayProcess::spawn(&launch, &config_path, &log_path)?;
     gateway.wait_ready(Duration::from_secs_f64(cli.startup_timeout))?;
@@ -446,6 +413,50 @@ impl Bench<'_> {
         );
         Ok(level)
     }
+}
+
+/// Starts the fake upstream with the listeners the scenario needs and says
+/// what the gateway's config must point at.
+fn start_upstream(cli: &Cli) -> anyhow::Result<(FakeUpstream, config::ConfigSpec)> {
+    let upstream = FakeUpstream::start(cli.upstream_threads)?;
+    let mode = match cli.scenario {
+        Scenario::Stream => Mode::Sse { chunks: cli.chunks },
+        Scenario::Plain | Scenario::Fallback | Scenario::Keys => Mode::Json,
+    };
+    let healthy = upstream.listen(mode)?;
+    let failing_primary = match (cli.scenario, cli.primary_failure) {
+        (Scenario::Fallback, PrimaryFailure::ServerError) => {
+            Some(upstream.listen(Mode::ServerError)?)
+        }
+        (Scenario::Fallback, PrimaryFailure::ClosedPort) => Some(closed_port()?),
+        _ => None,
+    };
+    let spec = config::ConfigSpec {
+        upstream: healthy,
+        failing_primary,
+        database_url: cli
+            .database_url
+            .clone()
+            .filter(|_| cli.scenario == Scenario::Keys),
+        virtual_keys: cli.scenario == Scenario::Keys,
+    };
+    Ok((upstream, spec))
+}
+
+/// How to start the gateway under test, and how to name it in the report.
+fn launch(cli: &Cli) -> anyhow::Result<(Launch, String)> {
+    Ok(match &cli.gateway_cmd {
+        Some(command) => (Launch::Shell(command.clone()), command.clone()),
+        None => {
+            let path = gateway_binary(cli)?;
+            let described = format!("{} (--log-level {})", path.display(), cli.gateway_log_level);
+            let launch = Launch::Binary {
+                path,
+                log_level: cli.gateway_log_level.clone(),
+            };
+            (launch, described)
+        }
+    })
 }
 
 /// A typical chat request: a system and a user message, a few parameters.
