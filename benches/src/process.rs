@@ -1,0 +1,265 @@
+//! The gateway under test as a child process, and what `/proc` says about
+//! it: CPU time, resident memory.
+//!
+//! The child is killed when its [`GatewayProcess`] is dropped, so an error or
+//! a panic anywhere in the benchmark never leaves a gateway running. It stays
+//! in the benchmark's process group, so Ctrl-C in a terminal reaches it too.
+
+use anyhow::{bail, Context};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How to start the gateway under test.
+#[derive(Debug, Clone)]
+pub enum Launch {
+    /// This project's `gateway` binary.
+    Binary {
+        /// The executable.
+        path: PathBuf,
+        /// Its `--log-level`.
+        log_level: String,
+    },
+    /// Any command line, run by `sh -c`, with `{port}` and `{config}`
+    /// replaced (e.g. `litellm --config {config} --port {port}`).
+    Shell(String),
+}
+
+/// A running gateway, killed on drop.
+#[derive(Debug)]
+pub struct GatewayProcess {
+    child: Child,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Its stdout and stderr.
+    pub log_path: PathBuf,
+}
+
+/// Resident memory of a process, in KiB.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct Memory {
+    /// `VmRSS`: resident now.
+    pub rss_kib: u64,
+    /// `VmHWM`: the peak resident size so far.
+    pub peak_kib: u64,
+}
+
+impl GatewayProcess {
+    /// Starts the gateway on a free port of 127.0.0.1 with `config`, its
+    /// output going to `log_path`.
+    pub fn spawn(launch: &Launch, config: &Path, log_path: &Path) -> anyhow::Result<Self> {
+        let port = free_port()?;
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let log = std::fs::File::create(log_path)
+            .with_context(|| format!("cannot create {}", log_path.display()))?;
+        let mut command = match launch {
+            Launch::Binary { path, log_level } => {
+                if !path.is_file() {
+                    bail!(
+                        "no gateway binary at {}: build it with `cargo build --release -p gateway` or pass --gateway-bin",
+                        path.display()
+                    );
+                }
+                let mut command = Command::new(path);
+                command
+                    .arg("--config")
+                    .arg(config)
+                    .arg("--host")
+                    .arg("127.0.0.1")
+                    .arg("--port")
+                    .arg(port.to_string())
+                    .arg("--log-level")
+                    .arg(log_level)
+                    // The benchmark decides the log level, not the caller's shell.
+                    .env_remove("RUST_LOG");
+                command
+            }
+            Launch::Shell(template) => {
+                let line = template
+                    .replace("{port}", &port.to_string())
+                    .replace("{config}", &config.display().to_string());
+                let mut command = Command::new("sh");
+                // `exec` so the measured pid is the gateway, not the shell.
+                command.arg("-c").arg(format!("exec {line}"));
+                command
+            }
+        };
+        command
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        let child = command.spawn().context("cannot start the gateway")?;
+        Ok(Self {
+            child,
+            addr,
+            log_path: log_path.to_path_buf(),
+        })
+    }
+
+    /// The child's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits until `GET /health/liveliness` answers 200, the child exits, or
+    /// `timeout` passes.
+    pub fn wait_ready(&mut self, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                bail!(
+                    "the gateway exited during startup ({status}); its log ({}) ends with:\n{}",
+                    self.log_path.display(),
+                    log_tail(&self.log_path, 20)
+                );
+            }
+            if probe_liveliness(self.addr).unwrap_or(false) {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "the gateway did not answer /health/liveliness on {} within {timeout:?}; its log ({}) ends with:\n{}",
+                    self.addr,
+                    self.log_path.display(),
+                    log_tail(&self.log_path, 20)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// True while the child runs.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// User plus system CPU time of the child so far, in clock ticks.
+    pub fn cpu_ticks(&self) -> anyhow::Result<u64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid()))
+            .context("cannot read the gateway's /proc/<pid>/stat")?;
+        parse_stat_cpu(&stat).context("unexpected /proc/<pid>/stat format")
+    }
+
+    /// The child's resident memory now and at its peak.
+    pub fn memory(&self) -> anyhow::Result<Memory> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .context("cannot read the gateway's /proc/<pid>/status")?;
+        Ok(parse_status_memory(&status))
+    }
+}
+
+impl Drop for GatewayProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The clock ticks per second that `/proc` CPU times count in
+/// (`getconf CLK_TCK`; 100 on Linux when that cannot be run).
+pub fn clock_ticks_per_second() -> u64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|output| String::from_utf8(output.stdout).ok())
+        .and_then(|text| text.trim().parse().ok())
+        .filter(|&ticks| ticks > 0)
+        .unwrap_or(100)
+}
+
+/// CPU ticks (user + system) of this process's threads named `name`, e.g.
+/// the fake upstream's runtime threads.
+pub fn threads_cpu_ticks(name: &str) -> u64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter(|task| {
+            std::fs::read_to_string(task.path().join("comm"))
+                .is_ok_and(|comm| comm.trim_end() == name)
+        })
+        .filter_map(|task| std::fs::read_to_string(task.path().join("stat")).ok())
+        .filter_map(|stat| parse_stat_cpu(&stat))
+        .sum()
+}
+
+/// The last `lines` lines of a log file, for error messages.
+pub fn log_tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// `utime + stime` from a `/proc/<pid>/stat` line. The command name may hold
+/// spaces and parentheses, so fields are counted from the last `)`.
+fn parse_stat_cpu(stat: &str) -> Option<u64> {
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    let mut fields = after_name.split_whitespace();
+    // After the name: state (field 3) ... utime is field 14, stime field 15.
+    let utime: u64 = fields.nth(11)?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
+fn parse_status_memory(status: &str) -> Memory {
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(name))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|kib| kib.parse().ok())
+            .unwrap_or(0)
+    };
+    Memory {
+        rss_kib: field("VmRSS:"),
+        peak_kib: field("VmHWM:"),
+    }
+}
+
+/// A port that was free a moment ago on 127.0.0.1.
+fn free_port() -> anyhow::Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("cannot find a free port")?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// One `GET /health/liveliness` over a fresh connection, with short timeouts.
+fn probe_liveliness(addr: SocketAddr) -> anyhow::Result<bool> {
+    let timeout = Duration::from_millis(500);
+    let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    stream.write_all(
+        b"GET /health/liveliness HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n\r\n",
+    )?;
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head)?;
+    Ok(head.starts_with(b"HTTP/1.1 200") || head.starts_with(b"HTTP/1.0 200"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_cpu_counts_fields_after_the_command_name() {
+        let stat = "1234 (tokio (worker) 1) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 75 0 0 20 0 3 0 100 0 0";
+        assert_eq!(parse_stat_cpu(stat), Some(325));
+    }
+
+    #[test]
+    fn status_memory_reads_rss_and_peak() {
+        let status = "Name:\tgateway\nVmHWM:\t   20480 kB\nVmRSS:\t   10240 kB\n";
+        let memory = parse_status_memory(status);
+        assert_eq!((memory.rss_kib, memory.peak_kib), (10240, 20480));
+    }
+
+    #[test]
+    fn this_process_has_cpu_ticks() {
+        let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+        assert!(parse_stat_cpu(&stat).is_some());
+    }
+}
