@@ -118,10 +118,11 @@ CREATE TABLE gateway_daily_spend (
 
 /// SQLite migrations. Times are integer milliseconds since the epoch, days
 /// are `YYYY-MM-DD` text, JSON is text.
-pub const SQLITE: &[Migration] = &[Migration {
-    version: 1,
-    name: "entities, spend logs, daily spend",
-    sql: r#"
+pub const SQLITE: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "entities, spend logs, daily spend",
+        sql: r#"
 CREATE TABLE gateway_keys (
     token TEXT PRIMARY KEY,
     key_alias TEXT,
@@ -211,4 +212,18 @@ CREATE TABLE gateway_daily_spend (
     PRIMARY KEY (day, api_key, team_id, model_group)
 );
 "#,
-}];
+    },
+    Migration {
+        version: 2,
+        name: "spend logs: keep only the start_time index",
+        // SQLite cannot use the (api_key|team_id|model_group, start_time)
+        // indexes for the spend-log query's `(?1 IS NULL OR col = ?1)`
+        // filters, and each one cost every insert a B-tree descent
+        // (measured: ~4 µs a row at 18k req/s). Reports read gateway_daily_spend.
+        sql: r#"
+DROP INDEX IF EXISTS gateway_spend_logs_key_start;
+DROP INDEX IF EXISTS gateway_spend_logs_team_start;
+DROP INDEX IF EXISTS gateway_spend_logs_model_start;
+"#,
+    },
+];

@@ -36,15 +36,21 @@ impl SqliteStore {
         let path = path.as_ref().to_path_buf();
         let opened_path = path.clone();
         let connection = tokio::task::spawn_blocking(move || -> Result<Connection, StoreError> {
-            let mut connection = Connection::open(&opened_path).map_err(from_sqlite)?;
-            connection
-                .busy_timeout(Duration::from_secs(5))
-                .map_err(from_sqlite)?;
-            connection
-                .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")
-                .map_err(from_sqlite)?;
-            migrate(&mut connection, SQLITE)?;
-            Ok(connection)
+            // Several processes opening a new file at once can get SQLITE_BUSY
+            // from paths that bypass the busy handler (setting up WAL); the
+            // open is idempotent, so it is retried for up to ~5 s.
+            let mut attempts = 0;
+            loop {
+                match open_and_migrate(&opened_path) {
+                    Err(StoreError::Unavailable(reason))
+                        if reason != "CannotOpen" && attempts < 100 =>
+                    {
+                        attempts += 1;
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                    other => return other,
+                }
+            }
         })
         .await
         .map_err(from_join)??;
@@ -82,6 +88,23 @@ impl fmt::Debug for SqliteStore {
             .field("path", &self.path)
             .finish()
     }
+}
+
+/// Opens the file, sets the connection up and applies pending migrations.
+fn open_and_migrate(path: &Path) -> Result<Connection, StoreError> {
+    let mut connection = Connection::open(path).map_err(from_sqlite)?;
+    connection
+        .busy_timeout(Duration::from_secs(5))
+        .map_err(from_sqlite)?;
+    connection
+        .execute_batch(
+            // A 16 MiB page cache keeps a 5,000-row batch in memory until its
+            // commit instead of spilling pages to the WAL mid-way.
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -16384;",
+        )
+        .map_err(from_sqlite)?;
+    migrate(&mut connection, SQLITE)?;
+    Ok(connection)
 }
 
 /// Applies pending migrations under `BEGIN IMMEDIATE`, which takes the
