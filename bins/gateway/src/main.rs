@@ -43,6 +43,11 @@ struct Cli {
     /// debugging aid: bodies hold your users' messages.
     #[arg(long)]
     log_bodies: bool,
+    /// Threads serving requests (LiteLLM's flag name); default: one per core.
+    /// On a small machine shared with its upstream, fewer threads mean fewer
+    /// cross-thread wake-ups per request.
+    #[arg(long = "num_workers", alias = "num-workers", env = "NUM_WORKERS")]
+    num_workers: Option<usize>,
     /// Reload the config when the file (or an included file) changes,
     /// checked every second. SIGHUP always reloads.
     #[arg(long)]
@@ -102,7 +107,12 @@ fn run_cli(cli: Cli) -> anyhow::Result<()> {
     if let Some(Command::Check) = cli.command {
         return check(&config);
     }
-    tokio::runtime::Builder::new_multi_thread()
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(workers) = cli.num_workers {
+        anyhow::ensure!(workers > 0, "--num_workers must be at least 1");
+        runtime.worker_threads(workers);
+    }
+    runtime
         .enable_all()
         .build()
         .context("cannot start the async runtime")?
