@@ -10,11 +10,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use tracing_appender::non_blocking::WorkerGuard;
 
-/// mimalloc instead of glibc's malloc: the gateway allocates many small,
-/// short-lived buffers per request, and glibc's allocator was 13% of its CPU
-/// under load.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::sync::Arc;
 use std::time::Duration;
 
