@@ -26,6 +26,7 @@
 pub mod anthropic;
 pub mod azure;
 pub mod error;
+pub mod framing;
 pub mod gemini;
 pub mod http;
 pub mod mock;

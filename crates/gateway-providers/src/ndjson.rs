@@ -3,7 +3,6 @@
 
 use crate::error::{ErrorKind, ProviderError};
 use futures_core::Stream;
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 /// Longest line the decoder buffers before failing.
@@ -68,52 +67,19 @@ impl NdjsonDecoder {
 /// Reads a response body as a stream of non-blank lines. Transport errors
 /// become [`ErrorKind::Connect`] errors; the stream ends when the body ends.
 pub fn lines(body: Incoming) -> impl Stream<Item = Result<String, ProviderError>> + Send {
-    struct State {
-        body: Incoming,
-        decoder: NdjsonDecoder,
-        ready: std::collections::VecDeque<String>,
-        done: bool,
+    crate::framing::decode_body(body, NdjsonDecoder::new())
+}
+
+impl crate::framing::FrameDecoder for NdjsonDecoder {
+    type Item = String;
+
+    fn push(&mut self, bytes: &[u8], out: &mut Vec<String>) -> Result<(), ProviderError> {
+        NdjsonDecoder::push(self, bytes, out)
     }
-    let state = State {
-        body,
-        decoder: NdjsonDecoder::new(),
-        ready: Default::default(),
-        done: false,
-    };
-    futures_util::stream::unfold(state, |mut state| async move {
-        loop {
-            if let Some(line) = state.ready.pop_front() {
-                return Some((Ok(line), state));
-            }
-            if state.done {
-                return None;
-            }
-            let mut out = Vec::new();
-            let step = match state.body.frame().await {
-                Some(Ok(frame)) => match frame.into_data() {
-                    Ok(data) => state.decoder.push(&data, &mut out),
-                    Err(_) => Ok(()),
-                },
-                Some(Err(error)) => {
-                    state.done = true;
-                    Err(ProviderError::new(
-                        ErrorKind::Connect,
-                        format!("upstream stream broke: {error}"),
-                    ))
-                }
-                None => {
-                    state.done = true;
-                    state.decoder.finish(&mut out)
-                }
-            };
-            state.ready.extend(out);
-            if let Err(error) = step {
-                state.done = true;
-                state.ready.clear();
-                return Some((Err(error), state));
-            }
-        }
-    })
+
+    fn finish(&mut self, out: &mut Vec<String>) -> Result<(), ProviderError> {
+        NdjsonDecoder::finish(self, out)
+    }
 }
 
 #[cfg(test)]

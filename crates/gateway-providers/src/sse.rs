@@ -4,7 +4,6 @@
 use crate::error::{ErrorKind, ProviderError};
 use bytes::Bytes;
 use futures_core::Stream;
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 /// One server-sent event.
@@ -127,52 +126,7 @@ impl SseDecoder {
 /// Reads a response body as a stream of events. Transport errors become
 /// [`ErrorKind::Connect`] errors; the stream ends when the body ends.
 pub fn events(body: Incoming) -> impl Stream<Item = Result<SseEvent, ProviderError>> + Send {
-    struct State {
-        body: Incoming,
-        decoder: SseDecoder,
-        ready: std::collections::VecDeque<SseEvent>,
-        done: bool,
-    }
-    let state = State {
-        body,
-        decoder: SseDecoder::new(),
-        ready: Default::default(),
-        done: false,
-    };
-    futures_util::stream::unfold(state, |mut state| async move {
-        loop {
-            if let Some(event) = state.ready.pop_front() {
-                return Some((Ok(event), state));
-            }
-            if state.done {
-                return None;
-            }
-            let mut out = Vec::new();
-            let step = match state.body.frame().await {
-                Some(Ok(frame)) => match frame.into_data() {
-                    Ok(data) => state.decoder.push(&data, &mut out),
-                    Err(_) => Ok(()),
-                },
-                Some(Err(error)) => {
-                    state.done = true;
-                    Err(ProviderError::new(
-                        ErrorKind::Connect,
-                        format!("upstream stream broke: {error}"),
-                    ))
-                }
-                None => {
-                    state.done = true;
-                    state.decoder.finish(&mut out)
-                }
-            };
-            state.ready.extend(out);
-            if let Err(error) = step {
-                state.done = true;
-                state.ready.clear();
-                return Some((Err(error), state));
-            }
-        }
-    })
+    crate::framing::decode_body(body, SseDecoder::new())
 }
 
 /// Encodes one `data:` event as the gateway writes it to clients.
@@ -182,6 +136,18 @@ pub fn encode_data(json: &[u8]) -> Bytes {
     out.extend_from_slice(json);
     out.extend_from_slice(b"\n\n");
     Bytes::from(out)
+}
+
+impl crate::framing::FrameDecoder for SseDecoder {
+    type Item = SseEvent;
+
+    fn push(&mut self, bytes: &[u8], out: &mut Vec<SseEvent>) -> Result<(), ProviderError> {
+        SseDecoder::push(self, bytes, out)
+    }
+
+    fn finish(&mut self, out: &mut Vec<SseEvent>) -> Result<(), ProviderError> {
+        SseDecoder::finish(self, out)
+    }
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ use crate::stream::{chat_pieces, observed_body, Pieces, StreamShape};
 use bytes::Bytes;
 use gateway_budget::TokenUsage;
 use gateway_router::{RouteFailure, RouteReport, RouterError};
+use gateway_types::Secret;
 use gateway_types::{ChatRequest, EmbeddingsRequest, ModelList, ModelObject, NanoUsd};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
 use std::sync::Arc;
@@ -385,30 +386,15 @@ where
             }
         }
         (&Method::POST, "/chat/completions") => {
-            let identity = auth::identify(request.headers(), master_key, budgets)?;
-            let caller = Caller {
-                gateway,
-                identity,
-                request_id,
-            };
+            let caller = Caller::identify(gateway, request.headers(), master_key, request_id)?;
             chat(runtime, request, caller, outcome).await
         }
         (&Method::POST, "/embeddings") => {
-            let identity = auth::identify(request.headers(), master_key, budgets)?;
-            let caller = Caller {
-                gateway,
-                identity,
-                request_id,
-            };
+            let caller = Caller::identify(gateway, request.headers(), master_key, request_id)?;
             embeddings(runtime, request, caller, outcome).await
         }
         (&Method::POST, "/messages") => {
-            let identity = auth::identify(request.headers(), master_key, budgets)?;
-            let caller = Caller {
-                gateway,
-                identity,
-                request_id,
-            };
+            let caller = Caller::identify(gateway, request.headers(), master_key, request_id)?;
             messages::messages(runtime, request, caller, outcome).await
         }
         (&Method::POST, "/messages/count_tokens") => {
@@ -477,7 +463,23 @@ pub(crate) struct Caller<'a> {
     pub(crate) request_id: &'a str,
 }
 
-impl Caller<'_> {
+impl<'a> Caller<'a> {
+    /// Who sent `headers`: the master key, a virtual key, or anyone when
+    /// the gateway is open.
+    pub(crate) fn identify(
+        gateway: &'a Gateway,
+        headers: &HeaderMap,
+        master_key: Option<&Secret>,
+        request_id: &'a str,
+    ) -> Result<Self, ApiError> {
+        let identity = auth::identify(headers, master_key, &gateway.budgets)?;
+        Ok(Caller {
+            gateway,
+            identity,
+            request_id,
+        })
+    }
+
     /// Checks the caller's key and budgets and reserves the estimate.
     pub(crate) fn admit(
         self,

@@ -462,82 +462,46 @@ impl BudgetStore for PostgresStore {
         }
         let mut client = self.client().await?;
         let transaction = client.transaction().await.map_err(from_postgres)?;
-        let placeholders = SPEND_LOG_COLUMNS
+        // One statement per batch: the rows travel as one array per column
+        // and UNNEST turns them back into rows. Per-row statements cost the
+        // database a statement execution each (and the gateway a protocol
+        // round per row); this is one. RETURNING names the rows that were
+        // new, so a retried batch is aggregated once.
+        let columns = SpendColumns::of(rows)?;
+        let casts = SPEND_LOG_COLUMNS
             .iter()
             .enumerate()
-            .map(|(i, column)| {
+            .map(|(i, column)| format!("${}::{}[]", i + 1, spend_column_type(column)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let select = SPEND_LOG_COLUMNS
+            .iter()
+            .map(|column| {
                 if *column == "request_tags" {
-                    format!("${}::text::jsonb", i + 1)
+                    "request_tags::jsonb".to_owned()
                 } else {
-                    format!("${}", i + 1)
+                    (*column).to_owned()
                 }
             })
             .collect::<Vec<_>>()
             .join(", ");
-        let insert = transaction
-            .prepare(&format!(
-                "INSERT INTO gateway_spend_logs ({}) VALUES ({placeholders}) ON CONFLICT (request_id) DO NOTHING",
-                SPEND_LOG_COLUMNS.join(", ")
-            ))
+        let sql = format!(
+            "INSERT INTO gateway_spend_logs ({columns}) SELECT {select} FROM UNNEST({casts}) AS batch({columns}) \
+             ON CONFLICT (request_id) DO NOTHING RETURNING request_id",
+            columns = SPEND_LOG_COLUMNS.join(", "),
+        );
+        let inserted = transaction
+            .query(&sql, &columns.params())
             .await
             .map_err(from_postgres)?;
-        // Every insert is sent before any answer is awaited: tokio-postgres
-        // pipelines them on the connection, so a batch costs about one round trip.
-        let inserts = rows.iter().map(|row| {
-            let insert = &insert;
-            let transaction = &transaction;
-            async move {
-                let tags = serde_json::to_string(&row.tags).map_err(from_json)?;
-                let numbers = [
-                    to_i64(row.prompt_tokens),
-                    to_i64(row.completion_tokens),
-                    to_i64(row.cached_tokens),
-                    row.spend.0,
-                    to_i64(row.latency_ms()),
-                ];
-                let times = [
-                    row.start_time.to_system_time(),
-                    row.end_time.to_system_time(),
-                ];
-                let first_token = row.time_to_first_token_ms.map(to_i64);
-                let status = row.status.as_str();
-                let params: [Param<'_>; 24] = [
-                    &row.request_id,
-                    &row.call_type,
-                    &row.key_hash,
-                    &row.key_alias,
-                    &row.user_id,
-                    &row.team_id,
-                    &row.organization_id,
-                    &row.model_group,
-                    &row.deployment_id,
-                    &row.provider,
-                    &row.model,
-                    &numbers[0],
-                    &numbers[1],
-                    &numbers[2],
-                    &numbers[3],
-                    &times[0],
-                    &times[1],
-                    &first_token,
-                    &status,
-                    &row.error_kind,
-                    &row.cache_hit,
-                    &tags,
-                    &row.end_user,
-                    &numbers[4],
-                ];
-                let inserted = transaction
-                    .execute(insert, &params)
-                    .await
-                    .map_err(from_postgres)?;
-                Ok::<_, StoreError>((inserted > 0).then_some(row))
-            }
-        });
-        let fresh: Vec<&SpendLogRow> = futures_util::future::try_join_all(inserts)
-            .await?
-            .into_iter()
-            .flatten()
+        let inserted: std::collections::HashSet<String> = inserted
+            .iter()
+            .map(|row| row.try_get::<_, String>(0))
+            .collect::<Result<_, _>>()
+            .map_err(from_postgres)?;
+        let fresh: Vec<&SpendLogRow> = rows
+            .iter()
+            .filter(|row| inserted.contains(&row.request_id))
             .collect();
         let upsert = transaction
             .prepare(
@@ -661,5 +625,118 @@ impl BudgetStore for PostgresStore {
             )
             .await
             .map_err(from_postgres)
+    }
+}
+
+/// The PostgreSQL type of each spend-log column, for the UNNEST casts.
+fn spend_column_type(column: &str) -> &'static str {
+    match column {
+        "prompt_tokens"
+        | "completion_tokens"
+        | "cached_tokens"
+        | "spend_nanos"
+        | "time_to_first_token_ms"
+        | "request_duration_ms" => "bigint",
+        "start_time" | "end_time" => "timestamptz",
+        "cache_hit" => "boolean",
+        _ => "text",
+    }
+}
+
+/// A batch of spend-log rows as one array per column, in
+/// `SPEND_LOG_COLUMNS` order.
+struct SpendColumns<'a> {
+    text: [Vec<Option<&'a str>>; 13],
+    owned_text: [Vec<String>; 2],
+    numbers: [Vec<Option<i64>>; 6],
+    times: [Vec<std::time::SystemTime>; 2],
+    flags: Vec<bool>,
+}
+
+impl<'a> SpendColumns<'a> {
+    fn of(rows: &'a [SpendLogRow]) -> Result<Self, StoreError> {
+        let text_of = |pick: fn(&'a SpendLogRow) -> Option<&'a str>| {
+            rows.iter().map(pick).collect::<Vec<_>>()
+        };
+        let number_of =
+            |pick: fn(&SpendLogRow) -> Option<i64>| rows.iter().map(pick).collect::<Vec<_>>();
+        let tags = rows
+            .iter()
+            .map(|row| serde_json::to_string(&row.tags).map_err(from_json))
+            .collect::<Result<Vec<_>, _>>()?;
+        let statuses = rows
+            .iter()
+            .map(|row| row.status.as_str().to_owned())
+            .collect();
+        Ok(SpendColumns {
+            text: [
+                text_of(|row| Some(row.request_id.as_str())),
+                text_of(|row| Some(row.call_type.as_str())),
+                text_of(|row| Some(row.key_hash.as_str())),
+                text_of(|row| row.key_alias.as_deref()),
+                text_of(|row| row.user_id.as_deref()),
+                text_of(|row| row.team_id.as_deref()),
+                text_of(|row| row.organization_id.as_deref()),
+                text_of(|row| Some(row.model_group.as_str())),
+                text_of(|row| row.deployment_id.as_deref()),
+                text_of(|row| row.provider.as_deref()),
+                text_of(|row| Some(row.model.as_str())),
+                text_of(|row| row.error_kind.as_deref()),
+                text_of(|row| row.end_user.as_deref()),
+            ],
+            owned_text: [statuses, tags],
+            numbers: [
+                number_of(|row| Some(to_i64(row.prompt_tokens))),
+                number_of(|row| Some(to_i64(row.completion_tokens))),
+                number_of(|row| Some(to_i64(row.cached_tokens))),
+                number_of(|row| Some(row.spend.0)),
+                number_of(|row| row.time_to_first_token_ms.map(to_i64)),
+                number_of(|row| Some(to_i64(row.latency_ms()))),
+            ],
+            times: [
+                rows.iter()
+                    .map(|row| row.start_time.to_system_time())
+                    .collect(),
+                rows.iter()
+                    .map(|row| row.end_time.to_system_time())
+                    .collect(),
+            ],
+            flags: rows.iter().map(|row| row.cache_hit).collect(),
+        })
+    }
+
+    /// The parameters in `SPEND_LOG_COLUMNS` order.
+    fn params(&self) -> Vec<Param<'_>> {
+        let [request_id, call_type, key_hash, key_alias, user_id, team_id, organization_id, model_group, deployment_id, provider, model, error_kind, end_user] =
+            &self.text;
+        let [status, tags] = &self.owned_text;
+        let [prompt, completion, cached, spend, first_token, duration] = &self.numbers;
+        let [start, end] = &self.times;
+        vec![
+            request_id,
+            call_type,
+            key_hash,
+            key_alias,
+            user_id,
+            team_id,
+            organization_id,
+            model_group,
+            deployment_id,
+            provider,
+            model,
+            prompt,
+            completion,
+            cached,
+            spend,
+            start,
+            end,
+            first_token,
+            status,
+            error_kind,
+            &self.flags,
+            tags,
+            end_user,
+            duration,
+        ]
     }
 }
