@@ -758,7 +758,6 @@ async fn a_messages_client_that_disconnects_mid_stream_makes_the_gateway_drop_th
     let setup = setup(
         Reply::EndlessSse {
             event: upstream_chunk(Some("tick "), None),
-            interval: std::time::Duration::from_millis(20),
             gone: std::sync::Arc::clone(&gone),
         },
         unused(),

@@ -7,7 +7,6 @@
 use gateway_tests::*;
 use serde_json::{json, Value};
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const MASTER: &str = "sk-master-test-key-0123456789abcdef";
@@ -484,7 +483,6 @@ async fn a_client_that_disconnects_mid_stream_makes_the_gateway_drop_the_upstrea
     let gone = Arc::new(tokio::sync::Notify::new());
     let reply = Reply::EndlessSse {
         event: upstream_chunk(Some("tick "), None),
-        interval: Duration::from_millis(20),
         gone: Arc::clone(&gone),
     };
     let upstream = FakeUpstream::start(reply).await;

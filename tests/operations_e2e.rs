@@ -549,7 +549,6 @@ async fn each_request_logs_one_line_and_streams_log_when_they_end() {
     let gone = Arc::new(tokio::sync::Notify::new());
     upstream.set_reply(Reply::EndlessSse {
         event: upstream_chunk(Some("tick "), None),
-        interval: Duration::from_millis(20),
         gone: Arc::clone(&gone),
     });
     let (socket, _) = open_stream(&gateway, "logged", "log-gone-3", None).await;

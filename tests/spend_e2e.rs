@@ -146,7 +146,6 @@ async fn spend_rows_scenario(store: Store) {
     let gone = Arc::new(Notify::new());
     let endless = FakeUpstream::start(Reply::EndlessSse {
         event: upstream_chunk(Some("abcd"), None),
-        interval: Duration::from_millis(5),
         gone: Arc::clone(&gone),
     })
     .await;

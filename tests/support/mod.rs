@@ -149,13 +149,9 @@ pub enum Reply {
     },
     /// Never answers; notifies `arrived` when the request is in.
     Hang { arrived: Arc<Notify> },
-    /// SSE events every `interval` until the client goes away; the fake then
-    /// notifies `gone`.
-    EndlessSse {
-        event: String,
-        interval: Duration,
-        gone: Arc<Notify>,
-    },
+    /// The same SSE event, again and again, as fast as the client reads,
+    /// until the client goes away; the fake then notifies `gone`.
+    EndlessSse { event: String, gone: Arc<Notify> },
 }
 
 impl Reply {
@@ -296,21 +292,18 @@ async fn answer(
             arrived.notify_one();
             std::future::pending().await
         }
-        Reply::EndlessSse {
-            event,
-            interval,
-            gone,
-        } => {
+        Reply::EndlessSse { event, gone } => {
             let (sender, receiver) = mpsc::channel::<Result<Frame<Bytes>, Infallible>>(1);
             tokio::spawn(async move {
                 loop {
                     let frame = Frame::data(Bytes::from(format!("data: {event}\n\n")));
                     // send fails once hyper dropped the body: the connection is gone.
+                    // The channel holds one frame, so the client's reading
+                    // paces the stream.
                     if sender.send(Ok(frame)).await.is_err() {
                         gone.notify_one();
                         return;
                     }
-                    tokio::time::sleep(interval).await;
                 }
             });
             let stream = futures_util::stream::unfold(receiver, |mut receiver| async move {
