@@ -347,3 +347,65 @@ async fn every_deployment_cooling_is_a_503_with_retry_after() {
     );
     assert_eq!(cooldowns, 1.0);
 }
+
+#[tokio::test]
+async fn wildcard_groups_route_unknown_names_and_send_the_requested_model_upstream() {
+    let catch_all = FakeUpstream::start(Reply::json(200, upstream_completion("catch-all"))).await;
+    let team = FakeUpstream::start(Reply::json(200, upstream_completion("team"))).await;
+    let exact = FakeUpstream::start(Reply::json(200, upstream_completion("exact"))).await;
+    // LiteLLM's wildcard forms: `*` with `openai/*`, and a prefix pattern.
+    let config = format!(
+        "model_list:\n  - model_name: \"*\"\n    litellm_params: {{model: \"openai/*\", api_base: {}}}\n  - model_name: \"team-*\"\n    litellm_params: {{model: \"openai/upstream-*-v2\", api_base: {}}}\n  - model_name: chat\n    litellm_params: {{model: openai/fixed, api_base: {}}}\n",
+        catch_all.api_base(),
+        team.api_base(),
+        exact.api_base()
+    );
+    let gateway = TestGateway::start(&config, &[]).await;
+    let url = gateway.url("/v1/chat/completions");
+
+    let any = post(&url, &[], &chat("gpt-4o-mini", "hi")).await;
+    assert_eq!(any.status, 200, "{}", any.text());
+    assert_eq!(
+        any.json()["model"],
+        "gpt-4o-mini",
+        "the answer keeps the name asked for"
+    );
+    assert_eq!(any.header("x-litellm-model-group"), Some("*"));
+    assert_eq!(catch_all.received()[0].body["model"], "gpt-4o-mini");
+
+    let specific = post(&url, &[], &chat("team-alpha", "hi")).await;
+    assert_eq!(specific.json()["choices"][0]["message"]["content"], "team");
+    assert_eq!(team.received()[0].body["model"], "upstream-alpha-v2");
+
+    let configured = post(&url, &[], &chat("chat", "hi")).await;
+    assert_eq!(
+        configured.json()["choices"][0]["message"]["content"],
+        "exact"
+    );
+    assert_eq!(exact.received()[0].body["model"], "fixed");
+
+    let mut streamed = chat("gpt-4.1", "hi");
+    streamed["stream"] = json!(true);
+    catch_all.set_reply(Reply::Sse {
+        events: vec![
+            upstream_chunk(Some("streamed"), Some("stop")),
+            "[DONE]".to_owned(),
+        ],
+    });
+    let stream = post(&url, &[], &streamed).await;
+    assert_eq!(stream.status, 200, "{}", stream.text());
+    let first: serde_json::Value = serde_json::from_str(&stream.sse_data()[0]).unwrap();
+    assert_eq!(first["model"], "gpt-4.1");
+    assert_eq!(catch_all.received()[1].body["model"], "gpt-4.1");
+
+    let models = send("GET", &gateway.url("/v1/models"), &[], "")
+        .await
+        .json();
+    let ids: Vec<&str> = models["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["id"].as_str())
+        .collect();
+    assert_eq!(ids, vec!["chat"], "patterns are routes, not models to list");
+}

@@ -60,6 +60,24 @@ pub struct CallContext {
     /// Anthropic adapter sends them (betas joined with the deployment's).
     /// Translated calls ignore them.
     pub forward_headers: Vec<(String, String)>,
+    /// For a wildcard model group (`model_name: "*"` or `"openai/*"`): the
+    /// part of the requested name that the `*` matched. A deployment whose
+    /// configured model has a `*` (`openai/*`) sends that text in its place;
+    /// see [`CallContext::upstream_model`].
+    pub wildcard: Option<String>,
+}
+
+impl CallContext {
+    /// The model to send upstream: `configured`, with its `*` replaced by
+    /// the wildcard match when there is one.
+    pub fn upstream_model<'a>(&'a self, configured: &'a str) -> std::borrow::Cow<'a, str> {
+        match &self.wildcard {
+            Some(matched) if configured.contains('*') => {
+                std::borrow::Cow::Owned(configured.replacen('*', matched, 1))
+            }
+            _ => std::borrow::Cow::Borrowed(configured),
+        }
+    }
 }
 
 /// One configured deployment: an upstream model at an endpoint with a
@@ -131,5 +149,27 @@ pub trait Provider: Send + Sync + Debug + 'static {
     ) -> Result<Option<NativeResponse>, ProviderError> {
         let _ = (body, cx);
         Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcard_matches_replace_the_star_of_the_configured_model() {
+        let plain = CallContext::default();
+        assert_eq!(plain.upstream_model("gpt-4o"), "gpt-4o");
+        assert_eq!(plain.upstream_model("*"), "*");
+        let wildcard = CallContext {
+            wildcard: Some("gpt-4o-mini".to_owned()),
+            ..CallContext::default()
+        };
+        assert_eq!(wildcard.upstream_model("*"), "gpt-4o-mini");
+        assert_eq!(
+            wildcard.upstream_model("azure-*-eu"),
+            "azure-gpt-4o-mini-eu"
+        );
+        assert_eq!(wildcard.upstream_model("fixed-model"), "fixed-model");
     }
 }

@@ -497,10 +497,12 @@ impl Runtime {
             path: "model_list".to_owned(),
             reason: error.to_string(),
         })?;
+        // Wildcard groups (`*`, `openai/*`) are routes, not models to list.
         let models = ModelList::new(
             router
                 .model_names()
                 .iter()
+                .filter(|name| !name.as_str().contains('*'))
                 .map(|name| ModelObject::alias(name.as_str()))
                 .collect(),
         );
@@ -543,6 +545,34 @@ impl Runtime {
     /// chosen, else the configured alias's, else `unknown`.
     /// `model` is the requested alias (as the router resolved it), so a
     /// request that fell back is still counted under the alias asked for.
+    /// For a name that is not a model group: the wildcard group that takes
+    /// it (`*`, `openai/*`, `claude-*`; the most specific pattern wins) and
+    /// the text its `*` matched. `None` for configured groups and names no
+    /// pattern takes.
+    pub(crate) fn wildcard_match<'a>(&'a self, model: &str) -> Option<(&'a str, String)> {
+        if self.router.has_model(model) {
+            return None;
+        }
+        self.router
+            .model_names()
+            .iter()
+            .filter_map(|group| {
+                let (prefix, suffix) = group.as_str().split_once('*')?;
+                let fits = model.len() >= prefix.len() + suffix.len()
+                    && model.starts_with(prefix)
+                    && model.ends_with(suffix);
+                fits.then(|| (group.as_str(), prefix.len() + suffix.len()))
+            })
+            .max_by_key(|(_, specificity)| *specificity)
+            .map(|(group, _)| {
+                let (prefix, suffix) = group.split_once('*').unwrap_or((group, ""));
+                (
+                    group,
+                    model[prefix.len()..model.len() - suffix.len()].to_owned(),
+                )
+            })
+    }
+
     pub(crate) fn labels(&self, model: Option<&str>, deployment: Option<&str>) -> DeploymentLabels {
         let mut labels = model
             .and_then(|name| self.model_labels.get(name))

@@ -524,7 +524,7 @@ where
     }
     outcome.requested = runtime.model_labels.get(chat.model.as_str()).cloned();
     let request_id = caller.request_id;
-    let options = take_options(&mut chat.extra, &headers, request_id)?;
+    let mut options = take_options(&mut chat.extra, &headers, request_id)?;
     caller.admit(
         runtime,
         AdmitRequest {
@@ -541,6 +541,12 @@ where
         outcome,
     )?;
     let requested = chat.model.clone();
+    if let Some((group, matched)) = runtime.wildcard_match(&requested) {
+        // Routed to the wildcard group; the answer keeps the name asked for.
+        chat.model = group.to_owned();
+        options.call.wildcard = Some(matched);
+        outcome.requested = runtime.model_labels.get(group).cloned();
+    }
     let upstream_started = Instant::now();
     if chat.is_stream() {
         let shape_usage = chat.wants_stream_usage();
@@ -598,7 +604,7 @@ where
     }
     outcome.requested = runtime.model_labels.get(embeddings.model.as_str()).cloned();
     let request_id = caller.request_id;
-    let options = take_options(&mut embeddings.extra, &headers, request_id)?;
+    let mut options = take_options(&mut embeddings.extra, &headers, request_id)?;
     caller.admit(
         runtime,
         AdmitRequest {
@@ -612,6 +618,11 @@ where
         outcome,
     )?;
     let requested = embeddings.model.clone();
+    if let Some((group, matched)) = runtime.wildcard_match(&requested) {
+        embeddings.model = group.to_owned();
+        options.call.wildcard = Some(matched);
+        outcome.requested = runtime.model_labels.get(group).cloned();
+    }
     let upstream_started = Instant::now();
     let result = runtime.router.embeddings(&embeddings, &options).await;
     outcome.upstream_time = Some(upstream_started.elapsed());

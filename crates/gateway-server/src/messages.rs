@@ -79,7 +79,7 @@ where
     chat.extra.remove("thinking");
     outcome.requested = runtime.model_labels.get(chat.model.as_str()).cloned();
     let request_id = caller.request_id;
-    let options = options(runtime, &mut native, &chat, &headers, request_id)?;
+    let mut options = options(runtime, &mut native, &chat, &headers, request_id)?;
     caller.admit(
         runtime,
         AdmitRequest {
@@ -97,11 +97,18 @@ where
     )?;
     let native = Value::Object(native);
     let requested = chat.model.clone();
+    let mut route_to = requested.clone();
+    if let Some((group, matched)) = runtime.wildcard_match(&requested) {
+        // Routed to the wildcard group; the answer keeps the name asked for.
+        route_to = group.to_owned();
+        options.call.wildcard = Some(matched);
+        outcome.requested = runtime.model_labels.get(group).cloned();
+    }
     let upstream_started = Instant::now();
     if chat.is_stream() {
         let result = runtime
             .router
-            .route_stream(&requested, &options, |deployment| {
+            .route_stream(&route_to, &options, |deployment| {
                 open_stream(deployment, &native, &chat, &options.call)
             })
             .await;
@@ -118,7 +125,7 @@ where
     } else {
         let result = runtime
             .router
-            .route(&requested, &options, |deployment| {
+            .route(&route_to, &options, |deployment| {
                 call_once(deployment, &native, &chat, &options.call)
             })
             .await;

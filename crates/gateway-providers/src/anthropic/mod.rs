@@ -118,6 +118,7 @@ impl AnthropicProvider {
         &self,
         request: &ChatRequest,
         stream: bool,
+        model: &str,
     ) -> Result<(Vec<u8>, convert::OutputMode), ProviderError> {
         let request = apply_defaults(request, &self.defaults)?;
         let mode = if convert::json_mode_schema(&request).is_some() {
@@ -128,8 +129,8 @@ impl AnthropicProvider {
         let wire = convert::request_to_wire(
             &request,
             &convert::RequestOptions {
-                model: &self.upstream_model,
-                default_max_tokens: convert::default_max_tokens(&self.upstream_model),
+                model,
+                default_max_tokens: convert::default_max_tokens(model),
                 drop_params: self.drop_params,
                 stream,
             },
@@ -212,9 +213,10 @@ impl Provider for AnthropicProvider {
     async fn chat(
         &self,
         request: &ChatRequest,
-        _cx: &CallContext,
+        cx: &CallContext,
     ) -> Result<ChatResponse, ProviderError> {
-        let (body, mode) = self.body(request, false)?;
+        let model = cx.upstream_model(&self.upstream_model);
+        let (body, mode) = self.body(request, false, &model)?;
         let response = self
             .http
             .send_buffered(json_post(&self.url, &self.headers, body)?)
@@ -229,11 +231,12 @@ impl Provider for AnthropicProvider {
     async fn chat_stream(
         &self,
         request: &ChatRequest,
-        _cx: &CallContext,
+        cx: &CallContext,
     ) -> Result<ChunkStream, ProviderError> {
-        let (body, mode) = self.body(request, true)?;
+        let model = cx.upstream_model(&self.upstream_model);
+        let (body, mode) = self.body(request, true, &model)?;
         let response = self.post(body, &self.headers).await?;
-        let translator = convert::StreamTranslator::new(&self.upstream_model, unix_now(), mode);
+        let translator = convert::StreamTranslator::new(&model, unix_now(), mode);
         Ok(crate::translate::translate_stream(
             sse::events(response.into_body()),
             translator,
@@ -253,10 +256,9 @@ impl Provider for AnthropicProvider {
                 "the request body is not a JSON object",
             ));
         };
-        object.insert(
-            "model".to_owned(),
-            Value::String(self.upstream_model.clone()),
-        );
+        let model = cx.upstream_model(&self.upstream_model).into_owned();
+        let default_max_tokens = convert::default_max_tokens(&model);
+        object.insert("model".to_owned(), Value::String(model));
         for (key, default) in &self.defaults {
             // Only defaults the Messages API knows by the same name.
             if ["max_tokens", "temperature", "top_p", "top_k"].contains(&key.as_str()) {
@@ -265,7 +267,7 @@ impl Provider for AnthropicProvider {
         }
         object
             .entry("max_tokens".to_owned())
-            .or_insert_with(|| Value::from(convert::default_max_tokens(&self.upstream_model)));
+            .or_insert_with(|| Value::from(default_max_tokens));
         let stream = object
             .get("stream")
             .and_then(Value::as_bool)

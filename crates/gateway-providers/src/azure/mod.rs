@@ -115,9 +115,9 @@ impl Provider for AzureProvider {
     async fn chat(
         &self,
         request: &ChatRequest,
-        _cx: &CallContext,
+        cx: &CallContext,
     ) -> Result<ChatResponse, ProviderError> {
-        let body = self.template.encode(request, Some(false))?;
+        let body = self.template.encode(request, Some(false), cx)?;
         let response = self
             .http
             .send_buffered(json_post(&self.chat_url, &self.headers, body)?)
@@ -131,9 +131,9 @@ impl Provider for AzureProvider {
     async fn chat_stream(
         &self,
         request: &ChatRequest,
-        _cx: &CallContext,
+        cx: &CallContext,
     ) -> Result<ChunkStream, ProviderError> {
-        let body = self.template.encode(request, Some(true))?;
+        let body = self.template.encode(request, Some(true), cx)?;
         let response = self
             .http
             .send(json_post(&self.chat_url, &self.headers, body)?)
@@ -166,9 +166,9 @@ impl Provider for AzureProvider {
     async fn embeddings(
         &self,
         request: &EmbeddingsRequest,
-        _cx: &CallContext,
+        cx: &CallContext,
     ) -> Result<EmbeddingsResponse, ProviderError> {
-        let body = self.template.encode(request, None)?;
+        let body = self.template.encode(request, None, cx)?;
         let response = self
             .http
             .send_buffered(json_post(&self.embeddings_url, &self.headers, body)?)

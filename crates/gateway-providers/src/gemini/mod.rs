@@ -55,6 +55,8 @@ impl ProviderFactory for GeminiFactory {
 pub struct GeminiProvider {
     http: HttpClient,
     api_base: String,
+    /// The API root, for URLs built per call (wildcard models).
+    root: String,
     generate_url: String,
     stream_url: String,
     upstream_model: String,
@@ -94,6 +96,7 @@ impl GeminiProvider {
             http: cx.http.clone(),
             generate_url: format!("{root}/v1beta/models/{model}:generateContent"),
             stream_url: format!("{root}/v1beta/models/{model}:streamGenerateContent?alt=sse"),
+            root: root.to_owned(),
             api_base,
             upstream_model: model.to_owned(),
             headers,
@@ -121,10 +124,27 @@ fn response_id(cx: &CallContext) -> String {
 }
 
 impl GeminiProvider {
+    /// The `generateContent` (or streaming) URL: built once, except for a
+    /// wildcard model, whose name comes with the call.
+    fn url<'a>(&'a self, cx: &CallContext, stream: bool) -> std::borrow::Cow<'a, str> {
+        match cx.upstream_model(&self.upstream_model) {
+            std::borrow::Cow::Borrowed(_) if stream => std::borrow::Cow::Borrowed(&self.stream_url),
+            std::borrow::Cow::Borrowed(_) => std::borrow::Cow::Borrowed(&self.generate_url),
+            std::borrow::Cow::Owned(model) if stream => std::borrow::Cow::Owned(format!(
+                "{}/v1beta/models/{model}:streamGenerateContent?alt=sse",
+                self.root
+            )),
+            std::borrow::Cow::Owned(model) => std::borrow::Cow::Owned(format!(
+                "{}/v1beta/models/{model}:generateContent",
+                self.root
+            )),
+        }
+    }
+
     fn meta(&self, cx: &CallContext) -> ResponseMeta {
         ResponseMeta {
             id: response_id(cx),
-            model: self.upstream_model.clone(),
+            model: cx.upstream_model(&self.upstream_model).into_owned(),
             created: unix_now(),
         }
     }
@@ -148,7 +168,7 @@ impl Provider for GeminiProvider {
         let body = self.body(request)?;
         let response = self
             .http
-            .send_buffered(json_post(&self.generate_url, &self.headers, body)?)
+            .send_buffered(json_post(&self.url(cx, false), &self.headers, body)?)
             .await?;
         if !(200..300).contains(&response.status) {
             return Err(convert::error_from_wire(&response));
@@ -165,7 +185,7 @@ impl Provider for GeminiProvider {
         let body = self.body(request)?;
         let response = self
             .http
-            .send(json_post(&self.stream_url, &self.headers, body)?)
+            .send(json_post(&self.url(cx, true), &self.headers, body)?)
             .await?;
         if !response.status().is_success() {
             return Err(convert::error_from_wire(

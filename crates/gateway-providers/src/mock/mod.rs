@@ -166,7 +166,7 @@ impl Provider for MockProvider {
             id: Self::id(cx),
             object: "chat.completion".to_owned(),
             created: unix_now(),
-            model: self.model.clone(),
+            model: cx.upstream_model(&self.model).into_owned(),
             usage: Some(self.usage(request, &reply)),
             choices: vec![ChatChoice {
                 index: 0,
@@ -190,7 +190,11 @@ impl Provider for MockProvider {
         }
         let reply = self.reply_text(request, cx);
         let usage = self.usage(request, &reply);
-        let template = ChatChunk::new(Self::id(cx), self.model.clone(), unix_now());
+        let template = ChatChunk::new(
+            Self::id(cx),
+            cx.upstream_model(&self.model).into_owned(),
+            unix_now(),
+        );
         let mut chunks = Vec::new();
         for (index, piece) in split_into_pieces(&reply).into_iter().enumerate() {
             let mut chunk = template.clone();
@@ -231,7 +235,7 @@ impl Provider for MockProvider {
     async fn embeddings(
         &self,
         request: &EmbeddingsRequest,
-        _cx: &CallContext,
+        cx: &CallContext,
     ) -> Result<EmbeddingsResponse, ProviderError> {
         let texts: Vec<String> = match request.input_texts() {
             Some(texts) => texts.into_iter().map(str::to_owned).collect(),
@@ -251,7 +255,7 @@ impl Provider for MockProvider {
         Ok(EmbeddingsResponse {
             object: "list".to_owned(),
             data,
-            model: self.model.clone(),
+            model: cx.upstream_model(&self.model).into_owned(),
             usage: Some(EmbeddingsUsage {
                 prompt_tokens: tokens as u64,
                 total_tokens: tokens as u64,

@@ -92,12 +92,17 @@ impl OllamaProvider {
         })
     }
 
-    fn body(&self, request: &ChatRequest, stream: bool) -> Result<Vec<u8>, ProviderError> {
+    fn body(
+        &self,
+        request: &ChatRequest,
+        stream: bool,
+        cx: &CallContext,
+    ) -> Result<Vec<u8>, ProviderError> {
         let request = apply_defaults(request, &self.defaults)?;
         let wire = convert::request_to_wire(
             &request,
             &convert::RequestOptions {
-                model: &self.upstream_model,
+                model: &cx.upstream_model(&self.upstream_model),
                 drop_params: self.drop_params,
                 stream,
             },
@@ -120,7 +125,7 @@ impl OllamaProvider {
     fn meta(&self, cx: &CallContext) -> ResponseMeta {
         ResponseMeta {
             id: response_id(cx),
-            model: self.upstream_model.clone(),
+            model: cx.upstream_model(&self.upstream_model).into_owned(),
             created: unix_now(),
         }
     }
@@ -141,7 +146,7 @@ impl Provider for OllamaProvider {
         request: &ChatRequest,
         cx: &CallContext,
     ) -> Result<ChatResponse, ProviderError> {
-        let body = self.body(request, false)?;
+        let body = self.body(request, false, cx)?;
         let response = self
             .http
             .send_buffered(json_post(&self.chat_url, &self.headers, body)?)
@@ -162,7 +167,7 @@ impl Provider for OllamaProvider {
         request: &ChatRequest,
         cx: &CallContext,
     ) -> Result<ChunkStream, ProviderError> {
-        let body = self.body(request, true)?;
+        let body = self.body(request, true, cx)?;
         let response = self
             .http
             .send(json_post(&self.chat_url, &self.headers, body)?)
@@ -182,9 +187,10 @@ impl Provider for OllamaProvider {
     async fn embeddings(
         &self,
         request: &EmbeddingsRequest,
-        _cx: &CallContext,
+        cx: &CallContext,
     ) -> Result<EmbeddingsResponse, ProviderError> {
-        let wire = convert::embed_request_to_wire(request, &self.upstream_model);
+        let wire =
+            convert::embed_request_to_wire(request, &cx.upstream_model(&self.upstream_model));
         let mut value = serde_json::to_value(wire).map_err(encode_error)?;
         merge_extra_body(&mut value, &self.extra_body);
         let body = serde_json::to_vec(&value).map_err(encode_error)?;

@@ -122,6 +122,8 @@ pub struct OpenAiProvider {
 #[derive(Debug, Clone)]
 pub struct BodyTemplate {
     upstream_model: Value,
+    /// The configured model text, for wildcard substitution.
+    upstream_model_text: String,
     defaults: JsonObject,
     extra_body: JsonObject,
 }
@@ -131,6 +133,7 @@ impl BodyTemplate {
     pub fn new(spec: &ProviderSpec) -> Self {
         Self {
             upstream_model: Value::String(spec.upstream_model.clone()),
+            upstream_model_text: spec.upstream_model.clone(),
             defaults: spec.defaults.clone(),
             extra_body: spec.extra_body.clone(),
         }
@@ -143,6 +146,7 @@ impl BodyTemplate {
         &self,
         request: &T,
         stream: Option<bool>,
+        cx: &CallContext,
     ) -> Result<Vec<u8>, ProviderError> {
         let mut value = serde_json::to_value(request).map_err(invalid_request)?;
         let Some(object) = value.as_object_mut() else {
@@ -151,7 +155,11 @@ impl BodyTemplate {
                 "request is not a JSON object",
             ));
         };
-        object.insert("model".to_owned(), self.upstream_model.clone());
+        let model = match cx.upstream_model(&self.upstream_model_text) {
+            std::borrow::Cow::Borrowed(_) => self.upstream_model.clone(),
+            std::borrow::Cow::Owned(model) => Value::String(model),
+        };
+        object.insert("model".to_owned(), model);
         for (key, default) in &self.defaults {
             object.entry(key.clone()).or_insert_with(|| default.clone());
         }
@@ -229,8 +237,9 @@ impl OpenAiProvider {
         &self,
         request: &T,
         stream: Option<bool>,
+        cx: &CallContext,
     ) -> Result<Vec<u8>, ProviderError> {
-        self.template.encode(request, stream)
+        self.template.encode(request, stream, cx)
     }
 }
 
@@ -359,9 +368,9 @@ impl Provider for OpenAiProvider {
     async fn chat(
         &self,
         request: &ChatRequest,
-        _cx: &CallContext,
+        cx: &CallContext,
     ) -> Result<ChatResponse, ProviderError> {
-        let body = self.body(request, Some(false))?;
+        let body = self.body(request, Some(false), cx)?;
         let response = self
             .http
             .send_buffered(json_post(&self.chat_url, &self.headers, body)?)
@@ -380,9 +389,9 @@ impl Provider for OpenAiProvider {
     async fn chat_stream(
         &self,
         request: &ChatRequest,
-        _cx: &CallContext,
+        cx: &CallContext,
     ) -> Result<ChunkStream, ProviderError> {
-        let body = self.body(request, Some(true))?;
+        let body = self.body(request, Some(true), cx)?;
         let response = self
             .http
             .send(json_post(&self.chat_url, &self.headers, body)?)
@@ -402,9 +411,9 @@ impl Provider for OpenAiProvider {
     async fn embeddings(
         &self,
         request: &EmbeddingsRequest,
-        _cx: &CallContext,
+        cx: &CallContext,
     ) -> Result<EmbeddingsResponse, ProviderError> {
-        let body = self.body(request, None)?;
+        let body = self.body(request, None, cx)?;
         let response = self
             .http
             .send_buffered(json_post(&self.embeddings_url, &self.headers, body)?)
