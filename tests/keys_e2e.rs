@@ -659,3 +659,58 @@ general_settings:
         "refused requests never reach the upstream"
     );
 }
+
+#[tokio::test]
+async fn a_key_dropped_from_the_config_stops_working_at_once_and_after_a_restart() {
+    let upstream = FakeUpstream::start(Reply::json(200, upstream_completion("hi"))).await;
+    let dir = TempDir::new("drop-keys");
+    let database = dir.path.join("gateway.db");
+    let config = |keys: &str| {
+        format!(
+            "model_list:\n  - model_name: cheap\n    litellm_params: {{model: openai/gpt-x, api_base: \"{}\", api_key: sk-upstream-key}}\ngeneral_settings:\n  master_key: sk-master-for-the-drop-test-0123456789\n  database_path: \"{}\"\n  keys:\n{keys}",
+            upstream.api_base(),
+            database.display()
+        )
+    };
+    let both = "    - {key: os.environ/KEPT_KEY}\n    - {key: os.environ/LEAKED_KEY}\n";
+    let kept_only = "    - {key: os.environ/KEPT_KEY}\n";
+    let kept = "sk-kept-key-for-the-drop-test-0123456789";
+    let leaked = "sk-leaked-key-for-the-drop-test-012345678";
+    let env = [("KEPT_KEY", kept), ("LEAKED_KEY", leaked)];
+    let body = json!({"model": "cheap", "messages": [{"role": "user", "content": "hi"}]});
+    let call = |gateway: &TestGateway, key: &str| {
+        let url = gateway.url("/v1/chat/completions");
+        let auth = format!("Bearer {key}");
+        let body = body.clone();
+        async move { post(&url, &[("authorization", auth.as_str())], &body).await }
+    };
+
+    let path = dir.write("config.yaml", &config(both));
+    let gateway = TestGateway::start_file(&path, &env).await;
+    gateway.gateway.start_store().await;
+    tokio::time::timeout(PATIENCE, gateway.gateway.store_connected())
+        .await
+        .unwrap();
+    assert_eq!(call(&gateway, leaked).await.status, 200);
+
+    // The operator removes the leaked key from the file and reloads.
+    dir.write("config.yaml", &config(kept_only));
+    gateway.gateway.reload_from_file().unwrap();
+    call(&gateway, leaked)
+        .await
+        .assert_error(401, "token_not_found_in_db");
+    assert_eq!(call(&gateway, kept).await.status, 200);
+    gateway.stop().await;
+
+    // A restart on the same database does not bring it back.
+    let restarted = TestGateway::start_file(&path, &env).await;
+    restarted.gateway.start_store().await;
+    tokio::time::timeout(PATIENCE, restarted.gateway.store_connected())
+        .await
+        .unwrap();
+    call(&restarted, leaked)
+        .await
+        .assert_error(401, "token_not_found_in_db");
+    assert_eq!(call(&restarted, kept).await.status, 200);
+    restarted.stop().await;
+}

@@ -3,7 +3,7 @@
 //! start), the spend writer, alert delivery, budget resets, retention
 //! pruning, store health and the spend metrics.
 
-use super::{config_keys, now, Budgets};
+use super::{now, Budgets, DECLARED_IN_CONFIG};
 use crate::metrics;
 use gateway_budget::{BudgetStore, Entity, StoreError};
 use gateway_store::{
@@ -116,8 +116,18 @@ async fn connect(budgets: &Budgets, database_url: Option<&Secret>) -> Result<(),
     let store = open_store(url, &budgets.settings.database_path).await?;
     let records = store.load_all().await?;
     let now = now();
+    let declared = budgets.declared_keys();
     let mut known = Vec::new();
     for record in records {
+        // A key an earlier config declared and this one does not.
+        if let Entity::Key(key) = &record {
+            let from_config =
+                key.policy.metadata.get(DECLARED_IN_CONFIG) == Some(&serde_json::json!(true));
+            if from_config && !declared.iter().any(|current| current.token == key.token) {
+                store.delete(&record.id()).await?;
+                continue;
+            }
+        }
         if budgets.engine.get(&record.id()).is_some() {
             known.push(record);
         } else {
@@ -125,7 +135,7 @@ async fn connect(budgets: &Budgets, database_url: Option<&Secret>) -> Result<(),
         }
     }
     budgets.engine.refresh_counters(&known);
-    for key in config_keys(&budgets.settings.keys, now) {
+    for key in declared {
         let entity = Entity::Key(key);
         match store.create(&entity).await {
             Err(StoreError::Conflict(_)) => store.update(&entity).await?,

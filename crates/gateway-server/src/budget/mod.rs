@@ -50,6 +50,9 @@ pub(crate) struct Budgets {
     pub(crate) settings: BudgetSettings,
     sinks: RwLock<Sinks>,
     has_keys: AtomicBool,
+    /// The keys the config in force declares. A reload that drops one
+    /// removes it from the engine and the store.
+    declared: std::sync::Mutex<Vec<KeyRecord>>,
     pub(crate) background: tokio::sync::Mutex<Option<Background>>,
 }
 
@@ -162,6 +165,7 @@ impl Budgets {
             settings,
             sinks: RwLock::new(Sinks::default()),
             has_keys: AtomicBool::new(false),
+            declared: std::sync::Mutex::new(Vec::new()),
             background: tokio::sync::Mutex::new(None),
         };
         budgets.apply_config(config);
@@ -169,12 +173,53 @@ impl Budgets {
     }
 
     /// Re-applies what the config declares: its keys and access groups.
+    /// A key the previous config declared and this one does not stops
+    /// working at once, and is deleted from the store (so a restart does not
+    /// bring it back): removing a leaked key from the file and reloading is
+    /// a rotation.
     pub(crate) fn apply_config(&self, config: &GatewayConfig) {
         let now = now();
-        for key in config_keys(&config.general.budget.keys, now) {
+        let keys = config_keys(&config.general.budget.keys, now);
+        let dropped: Vec<EntityId> = {
+            let mut declared = self
+                .declared
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let dropped = declared
+                .iter()
+                .filter(|old| !keys.iter().any(|new| new.token == old.token))
+                .map(|old| EntityId::Key(old.token.clone()))
+                .collect();
+            declared.clone_from(&keys);
+            dropped
+        };
+        for id in &dropped {
+            self.engine.remove(id);
+        }
+        for key in keys {
             self.upsert(key.into(), now);
         }
         self.engine.set_access_groups(access_groups(config));
+        if !dropped.is_empty() && self.store.is_connected() {
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                let store = Arc::clone(&self.store);
+                runtime.spawn(async move {
+                    for id in dropped {
+                        if let Err(error) = gateway_budget::BudgetStore::delete(store.as_ref(), &id).await {
+                            tracing::warn!(%error, "a key dropped from the config could not be deleted from the store");
+                        }
+                    }
+                });
+            }
+        }
+    }
+
+    /// The keys the config in force declares.
+    pub(crate) fn declared_keys(&self) -> Vec<KeyRecord> {
+        self.declared
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
     }
 
     /// Adds or replaces a record in the engine.
@@ -530,6 +575,9 @@ pub(crate) fn is_admin_key(budgets: &Budgets, key: &KeyRecord) -> bool {
         })
 }
 
+/// Metadata flag on keys that come from the config file.
+pub(crate) const DECLARED_IN_CONFIG: &str = "declared_in_config";
+
 /// The key records the config declares.
 pub(crate) fn config_keys(keys: &[ConfigKey], now: Timestamp) -> Vec<KeyRecord> {
     keys.iter()
@@ -552,6 +600,11 @@ pub(crate) fn config_keys(keys: &[ConfigKey], now: Timestamp) -> Vec<KeyRecord> 
             policy.tpm_limit = declared.tpm_limit;
             policy.max_parallel_requests = declared.max_parallel_requests;
             policy.metadata.clone_from(&declared.metadata);
+            // Marks the record as the config's, so that a config that no
+            // longer declares it deletes it from the store.
+            policy
+                .metadata
+                .insert(DECLARED_IN_CONFIG.to_owned(), serde_json::json!(true));
             if let Some(role) = &declared.user_role {
                 policy
                     .metadata
