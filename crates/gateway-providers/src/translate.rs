@@ -304,6 +304,24 @@ pub struct ResponseMeta {
     pub created: i64,
 }
 
+impl ResponseMeta {
+    /// The facts of an answer to one call: the id carries the gateway's
+    /// request id (a random one without it), the model is the deployment's
+    /// configured model with any wildcard match substituted.
+    pub fn for_call(cx: &crate::provider::CallContext, configured_model: &str) -> Self {
+        let id = if cx.request_id.is_empty() {
+            format!("chatcmpl-{:016x}", fastrand::u64(..))
+        } else {
+            format!("chatcmpl-{}", cx.request_id)
+        };
+        Self {
+            id,
+            model: cx.upstream_model(configured_model).into_owned(),
+            created: unix_now(),
+        }
+    }
+}
+
 /// Unix seconds now.
 pub fn unix_now() -> i64 {
     std::time::SystemTime::now()

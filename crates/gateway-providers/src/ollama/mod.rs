@@ -21,8 +21,8 @@ use crate::openai::{parse_headers, parse_success};
 use crate::provider::{CallContext, ChunkStream, Provider, ProviderKind};
 use crate::registry::{BuildContext, BuildError, ProviderFactory, ProviderSpec};
 use crate::translate::{
-    apply_defaults, encode_error, merge_extra_body, normalize_base, secret_header, unix_now,
-    CallIds, ResponseMeta,
+    apply_defaults, encode_error, merge_extra_body, normalize_base, secret_header, CallIds,
+    ResponseMeta,
 };
 use async_trait::async_trait;
 use gateway_types::{ChatRequest, ChatResponse, EmbeddingsRequest, EmbeddingsResponse, JsonObject};
@@ -113,21 +113,9 @@ impl OllamaProvider {
     }
 }
 
-fn response_id(cx: &CallContext) -> String {
-    if cx.request_id.is_empty() {
-        format!("chatcmpl-{:016x}", fastrand::u64(..))
-    } else {
-        format!("chatcmpl-{}", cx.request_id)
-    }
-}
-
 impl OllamaProvider {
     fn meta(&self, cx: &CallContext) -> ResponseMeta {
-        ResponseMeta {
-            id: response_id(cx),
-            model: cx.upstream_model(&self.upstream_model).into_owned(),
-            created: unix_now(),
-        }
+        ResponseMeta::for_call(cx, &self.upstream_model)
     }
 }
 
