@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
+#[path = "../../crates/gateway-store/tests/support/relay.rs"]
 pub mod relay;
 
 use bytes::Bytes;

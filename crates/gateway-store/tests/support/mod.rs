@@ -1,6 +1,8 @@
 //! Helpers shared by the store test binaries.
 #![allow(dead_code)]
 
+pub mod relay;
+
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -1,6 +1,6 @@
 //! A TCP relay in front of PostgreSQL that tests cut and restore, to play a
-//! database outage. (A copy of the one in `crates/gateway-store/tests`:
-//! that crate's tests cannot depend on this one.)
+//! database outage. Used by the store's tests and, included by path, by the
+//! end-to-end tests in `tests/` (the store's tests cannot depend on those).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
