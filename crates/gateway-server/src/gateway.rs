@@ -1,6 +1,7 @@
 //! The running gateway: the config in force, the router built from it, hot
 //! reload, and the hooks other parts of the gateway plug into.
 
+use crate::access_log::AccessLog;
 use crate::budget::{Budgets, Pricing};
 use crate::config::{ConfigError, ConfigWarning, GatewayConfig};
 use crate::metrics::{self, DeploymentLabels, DeploymentState};
@@ -42,6 +43,8 @@ pub struct Gateway {
     reloads: tokio::sync::watch::Sender<u64>,
     /// Keys, budgets, the store and spend logs; kept across reloads.
     pub(crate) budgets: Arc<Budgets>,
+    /// Where request lines go when not through `tracing`.
+    pub(crate) access_log: Option<AccessLog>,
 }
 
 /// One immutable generation of configuration: the config, the router built
@@ -196,7 +199,18 @@ impl Gateway {
             log_bodies: AtomicBool::new(false),
             metrics: handle,
             reloads: tokio::sync::watch::Sender::new(0),
+            access_log: None,
         })
+    }
+
+    /// Writes each request's log line straight to `log` instead of
+    /// emitting a `tracing` event (see [`access_log`](crate::access_log)):
+    /// for a program that owns its log output and wants the line cheaply.
+    /// The `tracing` filter for `gateway_server::observe` still applies.
+    #[must_use]
+    pub fn with_access_log(mut self, log: AccessLog) -> Self {
+        self.access_log = Some(log);
+        self
     }
 
     /// The config in force.

@@ -47,6 +47,7 @@ impl Gateway {
         let mut unfinished = Unfinished {
             observation: Some(Observation {
                 runtime: Arc::clone(&runtime),
+                access_log: self.access_log.clone(),
                 request_id: request_id.clone(),
                 method,
                 path,

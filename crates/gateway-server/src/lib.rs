@@ -40,6 +40,7 @@
 
 #![deny(missing_docs)]
 
+pub mod access_log;
 mod admin;
 mod auth;
 mod budget;

@@ -7,6 +7,7 @@
 //! only with `general_settings.log_request_bodies` or `--log-bodies`, and
 //! then with key-like fields redacted).
 
+use crate::access_log::{AccessLog, Line};
 use crate::budget::{Admission, Finished};
 use crate::gateway::Runtime;
 use crate::metrics::{DeploymentLabels, InFlight, RequestSample, TokenCounts};
@@ -21,6 +22,8 @@ use std::time::{Duration, Instant};
 #[derive(Debug)]
 pub(crate) struct Observation {
     pub(crate) runtime: Arc<Runtime>,
+    /// Set when the line is written by hand rather than through `tracing`.
+    pub(crate) access_log: Option<AccessLog>,
     pub(crate) request_id: String,
     pub(crate) method: Method,
     pub(crate) path: String,
@@ -139,45 +142,101 @@ impl Observation {
             }
             .record();
         }
-        let millis = |duration: Duration| duration.as_secs_f64() * 1000.0;
+        // Milliseconds rounded to the microsecond: no float noise in logs.
+        let millis = |duration: Duration| duration.as_micros() as f64 / 1000.0;
         let overhead = upstream.map(|upstream| total.saturating_sub(upstream));
-        macro_rules! line {
-            ($level:ident) => {
-                tracing::$level!(
-                    request_id = %self.request_id,
-                    method = %self.method,
-                    path = %self.path,
-                    status = self.status,
-                    key_alias = self.key_alias.as_str(),
-                    team = self.team.as_str(),
-                    model = &*self.labels.model,
-                    deployment = &*self.labels.deployment,
-                    provider = &*self.labels.provider,
-                    attempts = self.attempts,
-                    retries = self.retries,
-                    fallbacks = self.fallbacks,
-                    prompt_tokens = tokens.map(|t| t.input),
-                    completion_tokens = tokens.map(|t| t.output),
-                    cached_tokens = tokens.map(|t| t.cached),
-                    cost_usd = self.cost.0 as f64 / NanoUsd::PER_USD as f64,
-                    latency_ms = millis(total),
-                    upstream_ms = upstream.map(millis),
-                    overhead_ms = overhead.map(millis),
-                    ttft_ms = time_to_first_token.map(millis),
-                    stream = stream_end,
-                    error_kind = failure,
-                    error = error.as_deref(),
-                    request_body = self.request_body.as_deref(),
-                    "request"
-                )
-            };
-        }
-        if self.model_route || self.status >= 400 {
-            line!(info);
+        let level = if self.model_route || self.status >= 400 {
+            tracing::Level::INFO
         } else {
-            line!(debug);
+            tracing::Level::DEBUG
+        };
+        let cost_usd = self.cost.0 as f64 / NanoUsd::PER_USD as f64;
+        match &self.access_log {
+            Some(log) if level_enabled(level) => {
+                use crate::access_log::Value::{Display, Float, Str, Uint};
+                let fields = [
+                    ("request_id", Some(Display(&self.request_id))),
+                    ("method", Some(Display(self.method.as_str()))),
+                    ("path", Some(Display(&self.path))),
+                    ("status", Some(Uint(self.status.into()))),
+                    ("key_alias", Some(Str(&self.key_alias))),
+                    ("team", Some(Str(&self.team))),
+                    ("model", Some(Str(&self.labels.model))),
+                    ("deployment", Some(Str(&self.labels.deployment))),
+                    ("provider", Some(Str(&self.labels.provider))),
+                    ("attempts", Some(Uint(self.attempts.into()))),
+                    ("retries", Some(Uint(self.retries.into()))),
+                    ("fallbacks", Some(Uint(self.fallbacks.into()))),
+                    ("prompt_tokens", tokens.map(|t| Uint(t.input))),
+                    ("completion_tokens", tokens.map(|t| Uint(t.output))),
+                    ("cached_tokens", tokens.map(|t| Uint(t.cached))),
+                    ("cost_usd", Some(Float(cost_usd))),
+                    ("latency_ms", Some(Float(millis(total)))),
+                    ("upstream_ms", upstream.map(|d| Float(millis(d)))),
+                    ("overhead_ms", overhead.map(|d| Float(millis(d)))),
+                    ("ttft_ms", time_to_first_token.map(|d| Float(millis(d)))),
+                    ("stream", stream_end.map(Str)),
+                    ("error_kind", failure.map(Str)),
+                    ("error", error.as_deref().map(Str)),
+                    ("request_body", self.request_body.as_deref().map(Str)),
+                ];
+                log.write(&Line {
+                    level,
+                    target: module_path!(),
+                    message: "request",
+                    fields: &fields,
+                });
+            }
+            Some(_) => {}
+            None => {
+                macro_rules! line {
+                    ($level:ident) => {
+                        tracing::$level!(
+                            request_id = %self.request_id,
+                            method = %self.method,
+                            path = %self.path,
+                            status = self.status,
+                            key_alias = self.key_alias.as_str(),
+                            team = self.team.as_str(),
+                            model = &*self.labels.model,
+                            deployment = &*self.labels.deployment,
+                            provider = &*self.labels.provider,
+                            attempts = self.attempts,
+                            retries = self.retries,
+                            fallbacks = self.fallbacks,
+                            prompt_tokens = tokens.map(|t| t.input),
+                            completion_tokens = tokens.map(|t| t.output),
+                            cached_tokens = tokens.map(|t| t.cached),
+                            cost_usd,
+                            latency_ms = millis(total),
+                            upstream_ms = upstream.map(millis),
+                            overhead_ms = overhead.map(millis),
+                            ttft_ms = time_to_first_token.map(millis),
+                            stream = stream_end,
+                            error_kind = failure,
+                            error = error.as_deref(),
+                            request_body = self.request_body.as_deref(),
+                            "request"
+                        )
+                    };
+                }
+                if level == tracing::Level::INFO {
+                    line!(info);
+                } else {
+                    line!(debug);
+                }
+            }
         }
         drop(self.in_flight);
+    }
+}
+
+/// Whether the `tracing` filter lets this module's line through at `level`.
+fn level_enabled(level: tracing::Level) -> bool {
+    if level == tracing::Level::INFO {
+        tracing::enabled!(tracing::Level::INFO)
+    } else {
+        tracing::enabled!(tracing::Level::DEBUG)
     }
 }
 
