@@ -7,6 +7,8 @@
 //! Streams always ask the upstream for usage (`stream_options.include_usage`)
 //! so the gateway can price them.
 
+mod body;
+
 use crate::error::{upstream_message, ErrorKind, ProviderError};
 use crate::http::{json_post, HttpClient};
 use crate::provider::{CallContext, ChunkStream, Provider, ProviderKind};
@@ -148,41 +150,24 @@ impl BodyTemplate {
         stream: Option<bool>,
         cx: &CallContext,
     ) -> Result<Vec<u8>, ProviderError> {
-        let mut value = serde_json::to_value(request).map_err(invalid_request)?;
-        let Some(object) = value.as_object_mut() else {
-            return Err(ProviderError::new(
-                ErrorKind::BadRequest,
-                "request is not a JSON object",
-            ));
-        };
+        let substituted;
         let model = match cx.upstream_model(&self.upstream_model_text) {
-            std::borrow::Cow::Borrowed(_) => self.upstream_model.clone(),
-            std::borrow::Cow::Owned(model) => Value::String(model),
+            std::borrow::Cow::Borrowed(_) => &self.upstream_model,
+            std::borrow::Cow::Owned(model) => {
+                substituted = Value::String(model);
+                &substituted
+            }
         };
-        object.insert("model".to_owned(), model);
-        for (key, default) in &self.defaults {
-            object.entry(key.clone()).or_insert_with(|| default.clone());
-        }
-        for (key, extra) in &self.extra_body {
-            object.insert(key.clone(), extra.clone());
-        }
-        match stream {
-            Some(true) => {
-                object.insert("stream".to_owned(), Value::Bool(true));
-                let options = object
-                    .entry("stream_options".to_owned())
-                    .or_insert_with(|| Value::Object(JsonObject::new()));
-                if let Some(options) = options.as_object_mut() {
-                    options.insert("include_usage".to_owned(), Value::Bool(true));
-                }
-            }
-            Some(false) => {
-                object.remove("stream");
-                object.remove("stream_options");
-            }
-            None => {}
-        }
-        serde_json::to_vec(&value).map_err(invalid_request)
+        body::encode(
+            request,
+            &body::Patch {
+                model,
+                defaults: &self.defaults,
+                extra_body: &self.extra_body,
+                stream,
+            },
+        )
+        .map_err(invalid_request)
     }
 }
 
