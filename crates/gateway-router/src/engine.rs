@@ -129,6 +129,8 @@ pub(crate) struct Entry {
     pub(crate) cost: f64,
     /// The only deployment of its group.
     pub(crate) alone: bool,
+    /// The provider's endpoint, shared into every route report.
+    pub(crate) api_base: Option<Arc<str>>,
 }
 
 #[derive(Debug)]
@@ -254,6 +256,7 @@ impl Engine {
                 .any(|tag| tag == DEFAULT_TAG);
             entries.push(Entry {
                 slot: table.slot(&deployment.id),
+                api_base: deployment.provider.api_base().map(Arc::from),
                 deployment,
                 cost,
                 alone: false,

@@ -530,7 +530,9 @@ impl Router {
             report.attempts += 1;
             report.deployment = Some(deployment.id.clone());
             report.provider = Some(deployment.provider.kind());
-            report.api_base = deployment.provider.api_base().map(Arc::from);
+            report
+                .api_base
+                .clone_from(&engine.entry(pick.deployment).api_base);
             let mut guard = InFlight::new(Arc::clone(&self.shared), pick.deployment, start);
 
             let deadline = attempt_deadline(run, settings, deployment, start);

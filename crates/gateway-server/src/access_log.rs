@@ -141,9 +141,7 @@ impl Line<'_> {
             out.push(b'=');
             match *value {
                 Value::Display(text) => out.extend_from_slice(text.as_bytes()),
-                Value::Str(text) => {
-                    let _ = write!(out, "{text:?}");
-                }
+                Value::Str(text) => debug_str(out, text),
                 Value::Uint(number) => {
                     out.extend_from_slice(itoa::Buffer::new().format(number).as_bytes())
                 }
@@ -181,6 +179,21 @@ impl Line<'_> {
         out.extend_from_slice(b"},\"target\":");
         json_string(out, self.target);
         out.extend_from_slice(b"}\n");
+    }
+}
+
+/// `text` as `{:?}` writes it, copying plain text (the usual case: ids,
+/// aliases) without going through the formatter.
+fn debug_str(out: &mut Vec<u8>, text: &str) {
+    let plain = text
+        .bytes()
+        .all(|byte| (b' '..=b'~').contains(&byte) && byte != b'"' && byte != b'\\');
+    if plain {
+        out.push(b'"');
+        out.extend_from_slice(text.as_bytes());
+        out.push(b'"');
+    } else {
+        let _ = write!(out, "{text:?}");
     }
 }
 
@@ -334,6 +347,24 @@ mod tests {
              request_id=abc-1 path=/v1/chat/completions status=200 \
              key_alias=\"ops \\\"team\\\"\" latency_ms=3.035\n"
         );
+    }
+
+    #[test]
+    fn strings_are_quoted_exactly_as_debug_formatting_quotes_them() {
+        for text in [
+            "",
+            "plain-id_1.2",
+            "quote\"d",
+            "back\\slash",
+            "tab\there",
+            "é ünïcode",
+            "\u{7f}del",
+            "new\nline",
+        ] {
+            let mut out = Vec::new();
+            debug_str(&mut out, text);
+            assert_eq!(String::from_utf8(out).expect("UTF-8"), format!("{text:?}"));
+        }
     }
 
     #[test]

@@ -14,6 +14,7 @@ use gateway_router::{
     RoutingStrategy,
 };
 use gateway_types::{DeploymentId, ModelList, ModelName, ModelObject};
+use http::HeaderValue;
 use metrics_exporter_prometheus::PrometheusHandle;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -57,6 +58,8 @@ pub(crate) struct Runtime {
     pub(crate) models_json: Bytes,
     /// Metric labels per deployment id.
     pub(crate) deployment_labels: HashMap<String, DeploymentLabels>,
+    /// Response headers naming each deployment, per deployment id.
+    pub(crate) deployment_headers: HashMap<String, DeploymentHeaders>,
     /// Metric labels per model alias (for requests that reached no deployment).
     pub(crate) model_labels: HashMap<String, DeploymentLabels>,
     /// Every configured credential, scrubbed from logged error messages.
@@ -66,6 +69,45 @@ pub(crate) struct Runtime {
     cooldowns_seen: Mutex<HashMap<DeploymentId, Option<Instant>>>,
     /// Deployment prices and access groups, for budgets.
     pub(crate) pricing: Arc<Pricing>,
+    /// The master key's hash (hex), as spend rows record it; hashed once
+    /// here rather than per request.
+    pub(crate) master_key_hash: Option<String>,
+}
+
+/// The `x-litellm-model-id`, `-model-group` and `-model-api-base` values of
+/// one deployment, encoded once; cloning a value shares its bytes.
+#[derive(Debug)]
+pub(crate) struct DeploymentHeaders {
+    pub(crate) id: HeaderValue,
+    /// The group these headers were built for, and its value.
+    pub(crate) group: (String, HeaderValue),
+    /// The provider's endpoint, and its value without a query string.
+    pub(crate) api_base: Option<(String, HeaderValue)>,
+}
+
+impl DeploymentHeaders {
+    /// `None` when a name cannot be a header value (then the headers are
+    /// built per request, as before).
+    fn new(id: &str, group: &str, api_base: Option<&str>) -> Option<Self> {
+        let api_base = match api_base {
+            Some(api_base) => Some((
+                api_base.to_owned(),
+                HeaderValue::try_from(api_base_header(api_base)).ok()?,
+            )),
+            None => None,
+        };
+        Some(Self {
+            id: HeaderValue::try_from(id).ok()?,
+            group: (group.to_owned(), HeaderValue::try_from(group).ok()?),
+            api_base,
+        })
+    }
+}
+
+/// An endpoint as the `x-litellm-model-api-base` header shows it: without
+/// its query string (where Azure-style deployments may carry parameters).
+pub(crate) fn api_base_header(api_base: &str) -> &str {
+    api_base.split('?').next().unwrap_or("")
 }
 
 /// Environment variables that hold credentials adapters may read; their
@@ -418,6 +460,7 @@ impl Runtime {
         let mut deployments = Vec::with_capacity(config.deployments.len());
         let mut deployment_labels = HashMap::with_capacity(config.deployments.len());
         let mut model_labels = HashMap::new();
+        let mut deployment_headers = HashMap::with_capacity(config.deployments.len());
         let mut secrets = Vec::new();
         for (index, deployment) in config.deployments.iter().enumerate() {
             let provider = match registry.build(&deployment.provider, &cx) {
@@ -451,6 +494,11 @@ impl Runtime {
                 .entry(deployment.model_name.clone())
                 .or_insert_with(|| DeploymentLabels::model_only(labels.model.clone()));
             deployment_labels.insert(deployment.id.clone(), labels);
+            if let Some(headers) =
+                DeploymentHeaders::new(&deployment.id, &deployment.model_name, provider.api_base())
+            {
+                deployment_headers.insert(deployment.id.clone(), headers);
+            }
             if let Some(key) = &deployment.provider.api_key {
                 secrets.push(key.expose().to_owned());
             }
@@ -524,12 +572,19 @@ impl Runtime {
             .map(Bytes::from)
             .unwrap_or_default();
         let pricing = Arc::new(Pricing::build(&config));
+        let master_key_hash = config
+            .general
+            .master_key
+            .as_ref()
+            .map(|key| gateway_budget::KeyHash::of_key(key.expose()).to_string());
         Ok(Self {
             pricing,
+            master_key_hash,
             config,
             router,
             models_json,
             deployment_labels,
+            deployment_headers,
             model_labels,
             secrets,
             cooldowns_seen: Mutex::new(HashMap::new()),
@@ -588,11 +643,18 @@ impl Runtime {
     }
 
     pub(crate) fn labels(&self, model: Option<&str>, deployment: Option<&str>) -> DeploymentLabels {
+        let chosen = deployment.and_then(|id| self.deployment_labels.get(id));
+        if let Some(chosen) = chosen {
+            if model == Some(&*chosen.model) {
+                // The usual case: these labels carry the series' handles.
+                return chosen.clone();
+            }
+        }
         let mut labels = model
             .and_then(|name| self.model_labels.get(name))
             .cloned()
             .unwrap_or_else(DeploymentLabels::unknown);
-        if let Some(chosen) = deployment.and_then(|id| self.deployment_labels.get(id)) {
+        if let Some(chosen) = chosen {
             labels.deployment = chosen.deployment.clone();
             labels.provider = chosen.provider.clone();
         }

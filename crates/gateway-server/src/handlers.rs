@@ -7,7 +7,7 @@ use crate::budget::{
     DEFAULT_OUTPUT_ALLOWANCE,
 };
 use crate::errors::ApiError;
-use crate::gateway::{Gateway, Runtime};
+use crate::gateway::{api_base_header, Gateway, Runtime};
 use crate::http::{json_bytes_response, json_response, read_body, Body};
 use crate::messages;
 use crate::metrics::{DeploymentLabels, InFlight, TokenCounts};
@@ -104,7 +104,7 @@ impl Gateway {
                 .insert(HeaderName::from_static("x-litellm-call-id"), value);
         }
         if let Some(report) = &outcome.report {
-            route_headers(response.headers_mut(), report);
+            route_headers(response.headers_mut(), report, &runtime);
             if !report.errors.is_empty() {
                 runtime.observe_cooldowns();
             }
@@ -113,11 +113,19 @@ impl Gateway {
             .upstream_time
             .map(|upstream| started.elapsed().saturating_sub(upstream));
         if let Some(overhead) = overhead {
-            insert(
-                response.headers_mut(),
-                "x-litellm-overhead-duration-ms",
-                format!("{:.3}", overhead.as_secs_f64() * 1000.0),
-            );
+            // Formatted on the stack: one allocation (the value's own).
+            use std::io::Write as _;
+            let mut text = [0u8; 32];
+            let mut cursor = &mut text[..];
+            if write!(cursor, "{:.3}", overhead.as_secs_f64() * 1000.0).is_ok() {
+                let written = 32 - cursor.len();
+                if let Ok(value) = HeaderValue::from_bytes(&text[..written]) {
+                    response.headers_mut().insert(
+                        HeaderName::from_static("x-litellm-overhead-duration-ms"),
+                        value,
+                    );
+                }
+            }
         }
         let Some(mut observation) = observation else {
             return response;
@@ -492,7 +500,7 @@ impl<'a> Caller<'a> {
             self.identity,
             &runtime.pricing,
             request,
-            runtime.config.general.master_key.as_ref(),
+            runtime.master_key_hash.as_deref(),
         )?;
         outcome.admission = Some(admission);
         Ok(())
@@ -684,32 +692,71 @@ pub(crate) fn route_result<T>(
     })
 }
 
-fn route_headers(headers: &mut HeaderMap, report: &RouteReport) {
+fn route_headers(headers: &mut HeaderMap, report: &RouteReport, runtime: &Runtime) {
+    let cached = report
+        .deployment
+        .as_ref()
+        .and_then(|id| runtime.deployment_headers.get(id.as_str()));
     if let Some(deployment) = &report.deployment {
-        insert(headers, "x-gateway-model-id", deployment.as_str());
-        insert(headers, "x-litellm-model-id", deployment.as_str());
+        let id = match cached {
+            Some(cached) => Some(cached.id.clone()),
+            None => HeaderValue::try_from(deployment.as_str()).ok(),
+        };
+        if let Some(id) = id {
+            headers.insert(HeaderName::from_static("x-gateway-model-id"), id.clone());
+            headers.insert(HeaderName::from_static("x-litellm-model-id"), id);
+        }
     }
     if let Some(group) = &report.model_group {
-        insert(headers, "x-litellm-model-group", group.as_str());
+        match cached.filter(|cached| cached.group.0 == group.as_str()) {
+            Some(cached) => {
+                headers.insert(
+                    HeaderName::from_static("x-litellm-model-group"),
+                    cached.group.1.clone(),
+                );
+            }
+            None => insert(headers, "x-litellm-model-group", group.as_str()),
+        }
     }
     if let Some(api_base) = &report.api_base {
-        insert(
-            headers,
-            "x-litellm-model-api-base",
-            api_base.split('?').next().unwrap_or(""),
-        );
+        let cached = cached
+            .and_then(|cached| cached.api_base.as_ref())
+            .filter(|(source, _)| source.as_str() == &**api_base);
+        match cached {
+            Some((_, value)) => {
+                headers.insert(
+                    HeaderName::from_static("x-litellm-model-api-base"),
+                    value.clone(),
+                );
+            }
+            None => insert(
+                headers,
+                "x-litellm-model-api-base",
+                api_base_header(api_base),
+            ),
+        }
     }
-    insert(headers, "x-gateway-attempts", report.attempts.to_string());
-    insert(
-        headers,
-        "x-litellm-attempted-retries",
-        report.retries.to_string(),
+    headers.insert(
+        HeaderName::from_static("x-gateway-attempts"),
+        count_value(report.attempts),
     );
-    insert(
-        headers,
-        "x-litellm-attempted-fallbacks",
-        report.fallbacks.to_string(),
+    headers.insert(
+        HeaderName::from_static("x-litellm-attempted-retries"),
+        count_value(report.retries),
     );
+    headers.insert(
+        HeaderName::from_static("x-litellm-attempted-fallbacks"),
+        count_value(report.fallbacks),
+    );
+}
+
+/// A small count as a header value, without allocating for 0 to 9.
+fn count_value(count: u32) -> HeaderValue {
+    const DIGITS: [&str; 10] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
+    match DIGITS.get(count as usize) {
+        Some(digit) => HeaderValue::from_static(digit),
+        None => HeaderValue::from(count),
+    }
 }
 
 /// USD as LiteLLM's headers print it.
@@ -735,14 +782,23 @@ fn request_id(headers: &HeaderMap) -> String {
 fn new_request_id() -> String {
     let high = fastrand::u64(..);
     let low = fastrand::u64(..);
-    format!(
-        "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
-        high >> 32,
-        (high >> 16) & 0xffff,
-        high & 0x0fff,
-        ((low >> 48) & 0x3fff) | 0x8000,
-        low & 0xffff_ffff_ffff
-    )
+    // A version 4, variant 1 UUID, hex-encoded by hand (a `format!` of five
+    // fields was 4% of the gateway's own instructions per request).
+    let high = (high & !0xf000) | 0x4000;
+    let low = (low & !(0xc000 << 48)) | (0x8000 << 48);
+    let mut bytes = [0u8; 16];
+    bytes[..8].copy_from_slice(&high.to_be_bytes());
+    bytes[8..].copy_from_slice(&low.to_be_bytes());
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut text = String::with_capacity(36);
+    for (index, byte) in bytes.iter().enumerate() {
+        if matches!(index, 4 | 6 | 8 | 10) {
+            text.push('-');
+        }
+        text.push(char::from(HEX[usize::from(byte >> 4)]));
+        text.push(char::from(HEX[usize::from(byte & 0xf)]));
+    }
+    text
 }
 
 #[cfg(test)]
@@ -758,5 +814,28 @@ mod tests {
         let made = request_id(&headers);
         assert_eq!(made.len(), 36);
         assert_ne!(made, request_id(&headers));
+    }
+
+    #[test]
+    fn new_request_ids_are_version_4_variant_1_uuids() {
+        for _ in 0..1000 {
+            let id = new_request_id();
+            let groups: Vec<&str> = id.split('-').collect();
+            assert_eq!(
+                groups.iter().map(|g| g.len()).collect::<Vec<_>>(),
+                [8, 4, 4, 4, 12],
+                "{id}"
+            );
+            assert!(
+                id.bytes()
+                    .all(|b| b == b'-' || b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
+                "{id}"
+            );
+            assert!(groups[2].starts_with('4'), "{id}");
+            assert!(
+                matches!(groups[3].as_bytes()[0], b'8' | b'9' | b'a' | b'b'),
+                "{id}"
+            );
+        }
     }
 }

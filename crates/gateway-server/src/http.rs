@@ -30,10 +30,13 @@ pub fn json_response<T: serde::Serialize>(status: StatusCode, value: &T) -> Resp
 pub fn json_bytes_response(status: StatusCode, bytes: Bytes) -> Response<Body> {
     let mut response = Response::new(full(bytes));
     *response.status_mut() = status;
-    response.headers_mut().insert(
+    // Room for the gateway's own headers, so adding them never regrows.
+    let mut headers = http::HeaderMap::with_capacity(16);
+    headers.insert(
         http::header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
+    *response.headers_mut() = headers;
     response
 }
 

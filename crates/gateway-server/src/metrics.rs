@@ -23,7 +23,7 @@
 //! [`set_deployment_state`] and [`record_cooldown`].
 
 use gateway_types::NanoUsd;
-use metrics::SharedString;
+use metrics::{Counter, Gauge, Histogram, SharedString};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -164,7 +164,7 @@ impl DeploymentState {
 
 /// The labels of one deployment, built once per config from config names.
 /// Cloning is cheap (the strings are shared).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct DeploymentLabels {
     /// The model alias.
     pub model: SharedString,
@@ -172,7 +172,22 @@ pub struct DeploymentLabels {
     pub deployment: SharedString,
     /// The provider kind.
     pub provider: SharedString,
+    /// The handles of this deployment's per-request series, registered on
+    /// its first request and shared by every clone: registering a series
+    /// per request (building its key, hashing it, looking it up) was most
+    /// of what recording cost.
+    handles: Option<Arc<OnceLock<Handles>>>,
 }
+
+impl PartialEq for DeploymentLabels {
+    fn eq(&self, other: &Self) -> bool {
+        self.model == other.model
+            && self.deployment == other.deployment
+            && self.provider == other.provider
+    }
+}
+
+impl Eq for DeploymentLabels {}
 
 impl DeploymentLabels {
     /// Labels from config names.
@@ -181,6 +196,7 @@ impl DeploymentLabels {
             model: SharedString::from(Arc::<str>::from(model)),
             deployment: SharedString::from(Arc::<str>::from(deployment)),
             provider: SharedString::const_str(provider),
+            handles: Some(Arc::default()),
         }
     }
 
@@ -190,12 +206,71 @@ impl DeploymentLabels {
             model,
             deployment: SharedString::const_str(""),
             provider: SharedString::const_str(""),
+            handles: None,
         }
     }
 
     /// The labels of a request for a model that is not configured.
     pub fn unknown() -> Self {
         Self::model_only(SharedString::const_str(UNKNOWN))
+    }
+
+    fn handles(&self) -> Option<&Handles> {
+        self.handles
+            .as_ref()
+            .map(|handles| handles.get_or_init(|| Handles::register(self)))
+    }
+}
+
+/// A deployment's series that every answered request touches.
+#[derive(Debug)]
+struct Handles {
+    /// `requests_total` with status 200.
+    ok: Counter,
+    duration: Histogram,
+    upstream: Histogram,
+    overhead: Histogram,
+    time_to_first_token: Histogram,
+    input_tokens: Counter,
+    output_tokens: Counter,
+    cached_tokens: Counter,
+}
+
+impl Handles {
+    fn register(labels: &DeploymentLabels) -> Self {
+        let model = || labels.model.clone();
+        let deployment = || labels.deployment.clone();
+        let provider = || labels.provider.clone();
+        let tokens = |name: &'static str| metrics::counter!(name, LABEL_MODEL => model(), LABEL_DEPLOYMENT => deployment());
+        Self {
+            ok: metrics::counter!(
+                REQUESTS_TOTAL,
+                LABEL_MODEL => model(),
+                LABEL_DEPLOYMENT => deployment(),
+                LABEL_PROVIDER => provider(),
+                LABEL_STATUS => status_label(200),
+            ),
+            duration: metrics::histogram!(
+                REQUEST_DURATION_SECONDS,
+                LABEL_MODEL => model(),
+                LABEL_DEPLOYMENT => deployment(),
+            ),
+            upstream: metrics::histogram!(
+                UPSTREAM_DURATION_SECONDS,
+                LABEL_MODEL => model(),
+                LABEL_DEPLOYMENT => deployment(),
+                LABEL_PROVIDER => provider(),
+            ),
+            overhead: metrics::histogram!(OVERHEAD_DURATION_SECONDS, LABEL_MODEL => model()),
+            time_to_first_token: metrics::histogram!(
+                TIME_TO_FIRST_TOKEN_SECONDS,
+                LABEL_MODEL => model(),
+                LABEL_DEPLOYMENT => deployment(),
+            ),
+            input_tokens: tokens(INPUT_TOKENS_TOTAL),
+            output_tokens: tokens(OUTPUT_TOKENS_TOTAL),
+            cached_tokens: tokens(CACHED_TOKENS_TOTAL),
+        }
     }
 }
 
@@ -395,14 +470,18 @@ pub(crate) struct TokenCounts {
 impl RequestSample<'_> {
     pub(crate) fn record(&self) {
         let labels = self.labels;
-        metrics::counter!(
-            REQUESTS_TOTAL,
-            LABEL_MODEL => labels.model.clone(),
-            LABEL_DEPLOYMENT => labels.deployment.clone(),
-            LABEL_PROVIDER => labels.provider.clone(),
-            LABEL_STATUS => status_label(self.status),
-        )
-        .increment(1);
+        let handles = labels.handles();
+        match handles {
+            Some(handles) if self.status == 200 => handles.ok.increment(1),
+            _ => metrics::counter!(
+                REQUESTS_TOTAL,
+                LABEL_MODEL => labels.model.clone(),
+                LABEL_DEPLOYMENT => labels.deployment.clone(),
+                LABEL_PROVIDER => labels.provider.clone(),
+                LABEL_STATUS => status_label(self.status),
+            )
+            .increment(1),
+        }
         if let Some(kind) = self.failure {
             metrics::counter!(
                 REQUEST_FAILURES_TOTAL,
@@ -413,43 +492,70 @@ impl RequestSample<'_> {
             )
             .increment(1);
         }
-        metrics::histogram!(
-            REQUEST_DURATION_SECONDS,
-            LABEL_MODEL => labels.model.clone(),
-            LABEL_DEPLOYMENT => labels.deployment.clone(),
-        )
-        .record(self.total.as_secs_f64());
-        if let Some(upstream) = self.upstream {
-            metrics::histogram!(
-                UPSTREAM_DURATION_SECONDS,
+        let total = self.total.as_secs_f64();
+        match handles {
+            Some(handles) => handles.duration.record(total),
+            None => metrics::histogram!(
+                REQUEST_DURATION_SECONDS,
                 LABEL_MODEL => labels.model.clone(),
                 LABEL_DEPLOYMENT => labels.deployment.clone(),
-                LABEL_PROVIDER => labels.provider.clone(),
             )
-            .record(upstream.as_secs_f64());
-            metrics::histogram!(OVERHEAD_DURATION_SECONDS, LABEL_MODEL => labels.model.clone())
-                .record(self.total.saturating_sub(upstream).as_secs_f64());
+            .record(total),
+        }
+        if let Some(upstream) = self.upstream {
+            let overhead = self.total.saturating_sub(upstream).as_secs_f64();
+            let upstream = upstream.as_secs_f64();
+            match handles {
+                Some(handles) => {
+                    handles.upstream.record(upstream);
+                    handles.overhead.record(overhead);
+                }
+                None => {
+                    metrics::histogram!(
+                        UPSTREAM_DURATION_SECONDS,
+                        LABEL_MODEL => labels.model.clone(),
+                        LABEL_DEPLOYMENT => labels.deployment.clone(),
+                        LABEL_PROVIDER => labels.provider.clone(),
+                    )
+                    .record(upstream);
+                    metrics::histogram!(OVERHEAD_DURATION_SECONDS, LABEL_MODEL => labels.model.clone())
+                        .record(overhead);
+                }
+            }
         }
         if let Some(first) = self.time_to_first_token {
-            metrics::histogram!(
-                TIME_TO_FIRST_TOKEN_SECONDS,
-                LABEL_MODEL => labels.model.clone(),
-                LABEL_DEPLOYMENT => labels.deployment.clone(),
-            )
-            .record(first.as_secs_f64());
-        }
-        if let Some(tokens) = self.tokens {
-            for (name, count) in [
-                (INPUT_TOKENS_TOTAL, tokens.input),
-                (OUTPUT_TOKENS_TOTAL, tokens.output),
-                (CACHED_TOKENS_TOTAL, tokens.cached),
-            ] {
-                metrics::counter!(
-                    name,
+            let first = first.as_secs_f64();
+            match handles {
+                Some(handles) => handles.time_to_first_token.record(first),
+                None => metrics::histogram!(
+                    TIME_TO_FIRST_TOKEN_SECONDS,
                     LABEL_MODEL => labels.model.clone(),
                     LABEL_DEPLOYMENT => labels.deployment.clone(),
                 )
-                .increment(count);
+                .record(first),
+            }
+        }
+        if let Some(tokens) = self.tokens {
+            match handles {
+                Some(handles) => {
+                    handles.input_tokens.increment(tokens.input);
+                    handles.output_tokens.increment(tokens.output);
+                    handles.cached_tokens.increment(tokens.cached);
+                }
+                None => {
+                    for (name, count) in [
+                        (INPUT_TOKENS_TOTAL, tokens.input),
+                        (OUTPUT_TOKENS_TOTAL, tokens.output),
+                        (CACHED_TOKENS_TOTAL, tokens.cached),
+                    ] {
+                        metrics::counter!(
+                            name,
+                            LABEL_MODEL => labels.model.clone(),
+                            LABEL_DEPLOYMENT => labels.deployment.clone(),
+                        )
+                        .increment(count);
+                    }
+                }
             }
         }
         if self.retries > 0 {
@@ -491,15 +597,22 @@ pub(crate) struct InFlight(());
 
 impl InFlight {
     pub(crate) fn start() -> Self {
-        metrics::gauge!(IN_FLIGHT_REQUESTS).increment(1.0);
+        in_flight_gauge().increment(1.0);
         Self(())
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        metrics::gauge!(IN_FLIGHT_REQUESTS).decrement(1.0);
+        in_flight_gauge().decrement(1.0);
     }
+}
+
+/// The in-flight gauge, registered once. Only called while serving, after
+/// [`install`] ran (the gateway installs the recorder when it is built).
+fn in_flight_gauge() -> &'static Gauge {
+    static GAUGE: OnceLock<Gauge> = OnceLock::new();
+    GAUGE.get_or_init(|| metrics::gauge!(IN_FLIGHT_REQUESTS))
 }
 
 #[cfg(test)]

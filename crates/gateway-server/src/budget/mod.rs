@@ -267,7 +267,7 @@ impl Budgets {
         identity: Identity,
         pricing: &Arc<Pricing>,
         request: AdmitRequest<'_>,
-        master_key: Option<&Secret>,
+        master_key_hash: Option<&str>,
     ) -> Result<Admission, ApiError> {
         let now = now();
         let prompt_estimate = u64::try_from(request.body_bytes / 4).unwrap_or(u64::MAX);
@@ -304,8 +304,8 @@ impl Budgets {
         match identity {
             Identity::Open => {}
             Identity::Master => {
-                if let Some(master) = master_key {
-                    admission.key_hash = KeyHash::of_key(master.expose()).to_string();
+                if let Some(hash) = master_key_hash {
+                    hash.clone_into(&mut admission.key_hash);
                 }
             }
             Identity::Key(record) => {
