@@ -172,6 +172,7 @@ fn run(cli: &Cli) -> anyhow::Result<Report> {
     }
     let scenario = cli.scenario.name();
     let loadavg_start = loadavg();
+    let cpu_start = cpu_times();
     let json_path = cli
         .json
         .clone()
@@ -267,7 +268,7 @@ fn run(cli: &Cli) -> anyhow::Result<Report> {
     let mut report = Report {
         scenario: scenario.to_owned(),
         gateway: described,
-        machine: machine(loadavg_start),
+        machine: machine(loadavg_start, cpu_start),
         settings: Settings {
             rounds: cli.rounds,
             round_seconds: cli.duration,
@@ -569,7 +570,31 @@ fn loadavg() -> String {
         .unwrap_or_default()
 }
 
-fn machine(loadavg_start: String) -> Machine {
+/// (steal, total) clock ticks of all CPUs from the `cpu` line of
+/// /proc/stat: user nice system idle iowait irq softirq steal.
+fn cpu_times() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().find(|line| line.starts_with("cpu "))?;
+    let fields: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .map(|field| field.parse().ok())
+        .collect::<Option<_>>()?;
+    (fields.len() == 8).then(|| (fields[7], fields.iter().sum()))
+}
+
+/// The share of CPU time the hypervisor gave to other guests between two
+/// readings of [`cpu_times`], in percent.
+fn steal_percent(start: Option<(u64, u64)>, end: Option<(u64, u64)>) -> Option<f64> {
+    let ((steal_start, total_start), (steal_end, total_end)) = (start?, end?);
+    let total = total_end
+        .checked_sub(total_start)
+        .filter(|&total| total > 0)?;
+    Some(steal_end.saturating_sub(steal_start) as f64 * 100.0 / total as f64)
+}
+
+fn machine(loadavg_start: String, cpu_start: Option<(u64, u64)>) -> Machine {
     let cpu_model = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|info| {
@@ -591,6 +616,7 @@ fn machine(loadavg_start: String) -> Machine {
         date,
         loadavg_start,
         loadavg_end: loadavg(),
+        steal_percent: steal_percent(cpu_start, cpu_times()),
     }
 }
 
@@ -598,4 +624,23 @@ fn unix_seconds() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steal_is_the_share_of_all_cpu_time_between_two_readings() {
+        assert_eq!(
+            steal_percent(Some((10, 1000)), Some((60, 1200))),
+            Some(25.0)
+        );
+        assert_eq!(steal_percent(Some((10, 1000)), Some((10, 1000))), None);
+        assert_eq!(steal_percent(None, Some((10, 1000))), None);
+        // On Linux the reading exists and its steal never exceeds its total.
+        if let Some((steal, total)) = cpu_times() {
+            assert!(steal <= total);
+        }
+    }
 }

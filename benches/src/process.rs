@@ -151,7 +151,25 @@ impl GatewayProcess {
 }
 
 impl Drop for GatewayProcess {
+    /// Asks the gateway to stop (SIGTERM), so it can drain and flush, and a
+    /// profiler wrapping it (`valgrind --tool=callgrind …`) can write its
+    /// output; kills it if it has not exited after 10 seconds.
     fn drop(&mut self) {
+        let asked = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success());
+        if asked {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

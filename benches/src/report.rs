@@ -43,6 +43,10 @@ pub struct Machine {
     pub loadavg_start: String,
     /// `/proc/loadavg` when the run ended.
     pub loadavg_end: String,
+    /// CPU time stolen by the hypervisor for other guests during the run,
+    /// in percent of all CPU time (/proc/stat); above a few percent, the
+    /// timings measure the host's load as much as the gateway.
+    pub steal_percent: Option<f64>,
 }
 
 /// The knobs of the run.
@@ -293,6 +297,14 @@ impl Report {
                 (None, None) => format!("{:.1} s", self.settings.round_seconds),
             }
         );
+        if let Some(steal) = self.machine.steal_percent {
+            let warning = if steal > 5.0 {
+                ": the hypervisor ran other guests on these CPUs, so latencies and req/s are unreliable; compare CPU per request, or run again"
+            } else {
+                ""
+            };
+            let _ = writeln!(out, "CPU steal during the run {steal:.1}%{warning}\n");
+        }
         let _ = writeln!(
             out,
             "{:>5}  {:<8} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7}",
@@ -538,6 +550,7 @@ mod tests {
                 date: String::new(),
                 loadavg_start: String::new(),
                 loadavg_end: String::new(),
+                steal_percent: None,
             },
             settings: Settings {
                 rounds: 1,
