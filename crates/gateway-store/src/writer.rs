@@ -365,14 +365,20 @@ impl Worker {
         let mut written = 0;
         while !self.pending.is_empty() {
             let size = self.pending.len().min(self.config.max_batch_rows.max(1));
-            let batch: Vec<SpendLogRow> = self.pending.iter().take(size).cloned().collect();
-            self.store.append_spend_logs(&batch).await?;
+            // Written from the buffer itself: copying a batch first held
+            // every row twice while the database worked.
+            let batch = &self.pending.make_contiguous()[..size];
+            self.store.append_spend_logs(batch).await?;
             self.pending.drain(..size);
             written += size;
             self.stats.written.fetch_add(size as u64, Ordering::Relaxed);
             self.stats
                 .buffered
                 .store(self.pending.len() as u64, Ordering::Relaxed);
+        }
+        // After a backlog (the database was down), give the memory back.
+        if self.pending.capacity() > 4 * self.config.max_batch_rows.max(1) {
+            self.pending.shrink_to(self.config.max_batch_rows);
         }
         Ok(written)
     }
