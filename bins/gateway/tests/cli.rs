@@ -8,7 +8,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{channel, Receiver};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 const MASTER: &str = "sk-cli-master-5d1f0b7a9e3c2468";
@@ -117,18 +117,18 @@ impl Running {
             .status()
             .unwrap();
         assert!(status.success());
+        // The process closes stderr when it exits: read to that end.
         let deadline = Instant::now() + PATIENCE;
-        let exit = loop {
-            if let Some(exit) = self.child.try_wait().unwrap() {
-                break exit;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => self.seen.push(line),
+                Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Timeout) => panic!("no exit after SIGTERM"),
             }
-            assert!(Instant::now() < deadline, "no exit after SIGTERM");
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        assert!(exit.success(), "{exit:?}");
-        while let Ok(line) = self.lines.recv_timeout(PATIENCE) {
-            self.seen.push(line);
         }
+        let exit = self.child.wait().unwrap();
+        assert!(exit.success(), "{exit:?}");
         std::mem::take(&mut self.seen)
     }
 }
