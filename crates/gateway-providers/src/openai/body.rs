@@ -26,7 +26,7 @@ macro_rules! reject {
 
 macro_rules! reject_key {
     ($($method:ident($($arg:ty),*)),* $(,)?) => {
-        $(fn $method(self, $(_: $arg),*) -> Result<String, Self::Error> {
+        $(fn $method(self, $(_: $arg),*) -> Result<(), Self::Error> {
             Err(key_not_text())
         })*
     };
@@ -65,8 +65,12 @@ struct TopLevel<'p, S> {
 struct Fields<'p, M> {
     map: M,
     patch: &'p Patch<'p>,
-    /// The current `serialize_key`'s key, until its value comes.
-    pending_key: Option<String>,
+    /// The current key's text, reused for every key (no allocation per
+    /// field); between `serialize_key` and `serialize_value` it holds the
+    /// pending key.
+    key: String,
+    /// A `serialize_key` is waiting for its value.
+    key_pending: bool,
     /// Which of `patch.defaults` the request set itself, by position.
     seen_defaults: Vec<bool>,
     /// The request had a `model` field.
@@ -95,7 +99,8 @@ impl<'p, M: SerializeMap> Fields<'p, M> {
         Self {
             map,
             patch,
-            pending_key: None,
+            key: String::new(),
+            key_pending: false,
             seen_defaults: vec![false; patch.defaults.len()],
             saw_model: false,
             stream_options: None,
@@ -137,6 +142,14 @@ impl<'p, M: SerializeMap> Fields<'p, M> {
                 Ok(())
             }
         }
+    }
+
+    /// [`entry`](Self::entry) for the key in `self.key`.
+    fn keyed_entry<V: Serialize + ?Sized>(&mut self, value: &V) -> Result<(), M::Error> {
+        let key = std::mem::take(&mut self.key);
+        let result = self.entry(&key, value);
+        self.key = key;
+        result
     }
 
     fn finish(mut self) -> Result<M::Ok, M::Error> {
@@ -193,16 +206,18 @@ impl<M: SerializeMap> SerializeMap for Fields<'_, M> {
     type Error = M::Error;
 
     fn serialize_key<K: Serialize + ?Sized>(&mut self, key: &K) -> Result<(), Self::Error> {
-        self.pending_key = Some(key.serialize(KeyText).map_err(M::Error::custom)?);
+        self.key.clear();
+        key.serialize(KeyText(&mut self.key))
+            .map_err(M::Error::custom)?;
+        self.key_pending = true;
         Ok(())
     }
 
     fn serialize_value<V: Serialize + ?Sized>(&mut self, value: &V) -> Result<(), Self::Error> {
-        let key = self
-            .pending_key
-            .take()
-            .ok_or_else(|| M::Error::custom("a map value without a key"))?;
-        self.entry(&key, value)
+        if !std::mem::take(&mut self.key_pending) {
+            return Err(M::Error::custom("a map value without a key"));
+        }
+        self.keyed_entry(value)
     }
 
     fn serialize_entry<K: Serialize + ?Sized, V: Serialize + ?Sized>(
@@ -210,8 +225,10 @@ impl<M: SerializeMap> SerializeMap for Fields<'_, M> {
         key: &K,
         value: &V,
     ) -> Result<(), Self::Error> {
-        let key = key.serialize(KeyText).map_err(M::Error::custom)?;
-        self.entry(&key, value)
+        self.key.clear();
+        key.serialize(KeyText(&mut self.key))
+            .map_err(M::Error::custom)?;
+        self.keyed_entry(value)
     }
 
     fn end(self) -> Result<Self::Ok, Self::Error> {
@@ -344,22 +361,24 @@ impl<'p, S: Serializer> Serializer for TopLevel<'p, S> {
     }
 }
 
-/// A map key as text: JSON object keys are strings.
-struct KeyText;
+/// A map key as text (JSON object keys are strings), written into a
+/// reused buffer.
+struct KeyText<'a>(&'a mut String);
 
-impl Serializer for KeyText {
-    type Ok = String;
+impl Serializer for KeyText<'_> {
+    type Ok = ();
     type Error = serde_json::Error;
-    type SerializeSeq = Impossible<String, serde_json::Error>;
-    type SerializeTuple = Impossible<String, serde_json::Error>;
-    type SerializeTupleStruct = Impossible<String, serde_json::Error>;
-    type SerializeTupleVariant = Impossible<String, serde_json::Error>;
-    type SerializeMap = Impossible<String, serde_json::Error>;
-    type SerializeStruct = Impossible<String, serde_json::Error>;
-    type SerializeStructVariant = Impossible<String, serde_json::Error>;
+    type SerializeSeq = Impossible<(), serde_json::Error>;
+    type SerializeTuple = Impossible<(), serde_json::Error>;
+    type SerializeTupleStruct = Impossible<(), serde_json::Error>;
+    type SerializeTupleVariant = Impossible<(), serde_json::Error>;
+    type SerializeMap = Impossible<(), serde_json::Error>;
+    type SerializeStruct = Impossible<(), serde_json::Error>;
+    type SerializeStructVariant = Impossible<(), serde_json::Error>;
 
-    fn serialize_str(self, text: &str) -> Result<String, Self::Error> {
-        Ok(text.to_owned())
+    fn serialize_str(self, text: &str) -> Result<(), Self::Error> {
+        self.0.push_str(text);
+        Ok(())
     }
 
     fn serialize_unit_variant(
@@ -367,15 +386,16 @@ impl Serializer for KeyText {
         _name: &'static str,
         _index: u32,
         variant: &'static str,
-    ) -> Result<String, Self::Error> {
-        Ok(variant.to_owned())
+    ) -> Result<(), Self::Error> {
+        self.0.push_str(variant);
+        Ok(())
     }
 
     fn serialize_newtype_struct<T: Serialize + ?Sized>(
         self,
         _name: &'static str,
         value: &T,
-    ) -> Result<String, Self::Error> {
+    ) -> Result<(), Self::Error> {
         value.serialize(self)
     }
 
@@ -398,7 +418,7 @@ impl Serializer for KeyText {
         serialize_unit_struct(&'static str),
     );
 
-    fn serialize_some<T: Serialize + ?Sized>(self, _value: &T) -> Result<String, Self::Error> {
+    fn serialize_some<T: Serialize + ?Sized>(self, _value: &T) -> Result<(), Self::Error> {
         Err(key_not_text())
     }
 
@@ -408,7 +428,7 @@ impl Serializer for KeyText {
         _index: u32,
         _variant: &'static str,
         _value: &T,
-    ) -> Result<String, Self::Error> {
+    ) -> Result<(), Self::Error> {
         Err(key_not_text())
     }
 
@@ -583,6 +603,47 @@ mod tests {
         assert_eq!(encoded["model"], "m-upstream");
         assert_eq!(encoded["vendor_knob"], json!({"deep": [1, 2]}));
         assert_eq!(encoded["stream_options"], json!({"include_usage": true}));
+    }
+
+    /// A map serialized key, then value, as some `Serialize` impls do.
+    struct SplitEntries(Vec<(&'static str, Value)>);
+
+    impl Serialize for SplitEntries {
+        fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            let mut map = serializer.serialize_map(Some(self.0.len()))?;
+            for (key, value) in &self.0 {
+                map.serialize_key(key)?;
+                map.serialize_value(value)?;
+            }
+            map.end()
+        }
+    }
+
+    #[test]
+    fn keys_and_values_sent_apart_are_patched_like_entries() {
+        let request = SplitEntries(vec![
+            ("model", json!("alias")),
+            ("messages", json!([])),
+            ("temperature", json!(0.2)),
+            ("stream", json!(true)),
+        ]);
+        let (defaults, extra_body) = (
+            object(json!({"seed": 1})),
+            object(json!({"temperature": 1.0})),
+        );
+        let model = json!("upstream");
+        let patch = Patch {
+            model: &model,
+            defaults: &defaults,
+            extra_body: &extra_body,
+            stream: Some(false),
+        };
+        let encoded: Value =
+            serde_json::from_slice(&encode(&request, &patch).expect("encodes")).expect("JSON");
+        assert_eq!(
+            encoded,
+            json!({"model": "upstream", "messages": [], "temperature": 1.0, "seed": 1})
+        );
     }
 
     #[test]
