@@ -174,13 +174,49 @@ impl Message {
 }
 
 /// Message content: a string, or a list of typed parts.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum MessageContent {
     /// Plain text.
     Text(String),
     /// Multimodal parts.
     Parts(Vec<ContentPart>),
+}
+
+/// By hand rather than `untagged`: serde's untagged enums buffer every
+/// value into an intermediate tree before trying each variant, which made
+/// message content the costliest part of parsing a request. The JSON type
+/// decides the variant directly, and a wrong type names what was expected.
+impl<'de> Deserialize<'de> for MessageContent {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ContentVisitor;
+
+        impl<'de> serde::de::Visitor<'de> for ContentVisitor {
+            type Value = MessageContent;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                formatter.write_str("a string or a list of content parts")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Self::Value, E> {
+                Ok(MessageContent::Text(text.to_owned()))
+            }
+
+            fn visit_string<E: serde::de::Error>(self, text: String) -> Result<Self::Value, E> {
+                Ok(MessageContent::Text(text))
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                seq: A,
+            ) -> Result<Self::Value, A::Error> {
+                Vec::<ContentPart>::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))
+                    .map(MessageContent::Parts)
+            }
+        }
+
+        deserializer.deserialize_any(ContentVisitor)
+    }
 }
 
 impl MessageContent {
@@ -622,6 +658,63 @@ mod tests {
             Err(error) => panic!("parse failed: {error}"),
         };
         serde_json::to_value(&request).unwrap_or(Value::Null)
+    }
+
+    #[test]
+    fn message_content_is_text_or_parts_by_its_json_type() {
+        let parse = |content: Value| serde_json::from_value::<MessageContent>(content);
+        assert_eq!(
+            parse(json!("plain")).ok(),
+            Some(MessageContent::Text("plain".to_owned()))
+        );
+        let parts = parse(json!([
+            {"type": "text", "text": "look"},
+            {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}},
+            {"type": "input_audio", "input_audio": {"data": "AAA", "format": "wav"}}
+        ]));
+        match parts {
+            Ok(MessageContent::Parts(parts)) => {
+                assert_eq!(parts.len(), 3);
+                assert_eq!(
+                    parts[0],
+                    ContentPart::Text {
+                        text: "look".to_owned()
+                    }
+                );
+                assert!(
+                    matches!(&parts[1], ContentPart::ImageUrl { image_url } if image_url.url == "https://example.com/a.png")
+                );
+                assert!(
+                    matches!(&parts[2], ContentPart::Other(object) if object["type"] == "input_audio")
+                );
+            }
+            other => panic!("expected parts, got {other:?}"),
+        }
+        // From bytes too (borrowed and escaped strings take different paths).
+        let escaped: MessageContent = match serde_json::from_slice(br#""a \"quoted\" line""#) {
+            Ok(content) => content,
+            Err(error) => panic!("{error}"),
+        };
+        assert_eq!(
+            escaped,
+            MessageContent::Text("a \"quoted\" line".to_owned())
+        );
+        for wrong in [json!(5), json!({"text": "x"}), json!(true)] {
+            let error = parse(wrong.clone())
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(
+                error.contains("expected a string or a list of content parts"),
+                "{wrong}: {error}"
+            );
+        }
+        // A list whose part is malformed says what is wrong with the part.
+        let error = parse(json!([{"type": "text"}]))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(error.contains("text"), "{error}");
     }
 
     #[test]
