@@ -119,6 +119,82 @@ async fn non_stream_answer_is_the_upstream_answer_under_the_alias() {
 }
 
 #[tokio::test]
+async fn non_stream_bodies_pass_through_byte_for_byte_but_for_the_model() {
+    // An upstream's own layout, field order, number spellings and fields the
+    // gateway does not know: a re-encoding would change each of them.
+    let upstream_body = r#"{
+  "id": "chatcmpl-Bx9",
+  "object": "chat.completion",
+  "created": 1731000000,
+  "model": "upstream-model-2024-08-06",
+  "choices": [ { "index": 0, "message": { "role": "assistant", "content": "caf\u00e9 \"ok\"", "refusal": null, "annotations": [] }, "logprobs": null, "finish_reason": "stop" } ],
+  "usage": { "prompt_tokens": 12, "completion_tokens": 3, "total_tokens": 15, "prompt_tokens_details": { "cached_tokens": 0, "audio_tokens": 0 } },
+  "service_tier": "default",
+  "system_fingerprint": "fp_1.0e2"
+}"#;
+    let upstream = FakeUpstream::start(Reply::Raw {
+        status: 200,
+        content_type: "application/json",
+        body: upstream_body.to_owned(),
+    })
+    .await;
+    let gateway = start(&upstream).await;
+    let request = json!({"model": "chat", "messages": [{"role": "user", "content": "Hello"}]});
+    let response = post(
+        &gateway.url("/v1/chat/completions"),
+        &[("authorization", &bearer())],
+        &request,
+    )
+    .await;
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(
+        response.text(),
+        upstream_body.replace(r#""upstream-model-2024-08-06""#, r#""chat""#)
+    );
+    assert_eq!(response.header("content-type"), Some("application/json"));
+    assert_eq!(
+        response.json()["choices"][0]["message"]["content"],
+        "café \"ok\""
+    );
+
+    // A model written with escapes cannot be patched in place: the answer is
+    // parsed and re-encoded instead, still under the alias.
+    let escaped = upstream_body.replace("upstream-model-2024-08-06", "upstream\\/model");
+    upstream.set_reply(Reply::Raw {
+        status: 200,
+        content_type: "application/json",
+        body: escaped,
+    });
+    let response = post(
+        &gateway.url("/v1/chat/completions"),
+        &[("authorization", &bearer())],
+        &request,
+    )
+    .await;
+    assert_eq!(response.status, 200, "{}", response.text());
+    let body = response.json();
+    assert_eq!(body["model"], "chat");
+    assert_eq!(body["service_tier"], "default");
+    assert_eq!(body["usage"]["total_tokens"], 15);
+
+    // A 200 whose body is cut off is an upstream failure, not a pass-through.
+    upstream.set_reply(Reply::Raw {
+        status: 200,
+        content_type: "application/json",
+        body: upstream_body[..upstream_body.len() / 2].to_owned(),
+    });
+    let response = post(
+        &gateway.url("/v1/chat/completions"),
+        &[("authorization", &bearer())],
+        &request,
+    )
+    .await;
+    let error = response.assert_error(502, "upstream_error");
+    let message = error["error"]["message"].as_str().unwrap();
+    assert!(message.contains("not a valid response"), "{message}");
+}
+
+#[tokio::test]
 async fn client_values_override_deployment_defaults_and_extra_body_overrides_both() {
     let upstream = FakeUpstream::start(Reply::json(200, upstream_completion("ok"))).await;
     let gateway = start(&upstream).await;

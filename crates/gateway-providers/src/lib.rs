@@ -35,6 +35,7 @@ pub mod ollama;
 pub mod openai;
 pub mod provider;
 pub mod registry;
+pub mod reply;
 pub mod sse;
 pub mod translate;
 
@@ -46,3 +47,4 @@ pub use provider::{
 pub use registry::{
     BuildContext, BuildError, Env, ProviderFactory, ProviderRegistry, ProviderSpec,
 };
+pub use reply::{ChatReply, RawChatResponse};

@@ -1,6 +1,7 @@
 //! The `Provider` trait.
 
 use crate::error::{ErrorKind, ProviderError};
+use crate::reply::ChatReply;
 use crate::sse::SseEvent;
 use async_trait::async_trait;
 use futures_core::Stream;
@@ -104,6 +105,18 @@ pub trait Provider: Send + Sync + Debug + 'static {
         request: &ChatRequest,
         cx: &CallContext,
     ) -> Result<ChatResponse, ProviderError>;
+
+    /// [`Provider::chat`], answered in whichever form is cheapest for the
+    /// caller that sends the answer on as JSON: an OpenAI-format upstream may
+    /// answer its own checked body ([`ChatReply::Raw`]) so it is not parsed
+    /// and encoded again. The default calls [`Provider::chat`].
+    async fn chat_reply(
+        &self,
+        request: &ChatRequest,
+        cx: &CallContext,
+    ) -> Result<ChatReply, ProviderError> {
+        self.chat(request, cx).await.map(ChatReply::Parsed)
+    }
 
     /// A streamed chat completion. Resolves once the upstream answered 2xx;
     /// failures after that arrive as the stream's last item. The stream

@@ -11,12 +11,14 @@ use crate::types::{
     RouterSettings,
 };
 use futures_util::StreamExt;
-use gateway_providers::{ChunkStream, ErrorKind, ProviderError};
+use gateway_providers::{CallContext, ChatReply, ChunkStream, ErrorKind, Provider, ProviderError};
 use gateway_types::{
     ChatRequest, ChatResponse, EmbeddingsRequest, EmbeddingsResponse, Message, ModelName, Role,
+    Usage,
 };
 use std::borrow::Cow;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -180,6 +182,27 @@ impl Router {
         request: &ChatRequest,
         options: &RequestOptions,
     ) -> Result<Routed<ChatResponse>, RouteFailure> {
+        self.chat_as::<ChatResponse>(request, options).await
+    }
+
+    /// [`Router::chat`] through [`Provider::chat_reply`]: an OpenAI-format
+    /// upstream's answer stays the body it sent (checked, not re-encoded),
+    /// for a caller that passes it on as JSON.
+    ///
+    /// [`Provider::chat_reply`]: gateway_providers::Provider::chat_reply
+    pub async fn chat_reply(
+        &self,
+        request: &ChatRequest,
+        options: &RequestOptions,
+    ) -> Result<Routed<ChatReply>, RouteFailure> {
+        self.chat_as::<ChatReply>(request, options).await
+    }
+
+    async fn chat_as<T: ChatAnswer>(
+        &self,
+        request: &ChatRequest,
+        options: &RequestOptions,
+    ) -> Result<Routed<T>, RouteFailure> {
         let count = || tokens::count_chat(self.settings().tokenizer, request);
         self.run(
             &request.model,
@@ -189,16 +212,11 @@ impl Router {
             |deployment| async move {
                 let request =
                     with_system_prompt(request, deployment.settings.system_prompt.as_deref());
-                deployment.provider.chat(&request, &options.call).await
+                T::call(&*deployment.provider, &request, &options.call).await
             },
-            |response: ChatResponse, guard| {
-                guard.succeed(
-                    response
-                        .usage
-                        .as_ref()
-                        .map_or(0, |usage| usage.total_tokens),
-                );
-                response
+            |answer: T, guard| {
+                guard.succeed(answer.usage().map_or(0, |usage| usage.total_tokens));
+                answer
             },
         )
         .await
@@ -674,6 +692,45 @@ fn attempt_deadline(
     earliest
 }
 
+/// The two forms a non-stream chat answer is asked for in.
+trait ChatAnswer: Send + Sized {
+    fn call<'a>(
+        provider: &'a dyn Provider,
+        request: &'a ChatRequest,
+        cx: &'a CallContext,
+    ) -> Pin<Box<dyn Future<Output = Result<Self, ProviderError>> + Send + 'a>>;
+
+    fn usage(&self) -> Option<&Usage>;
+}
+
+impl ChatAnswer for ChatResponse {
+    fn call<'a>(
+        provider: &'a dyn Provider,
+        request: &'a ChatRequest,
+        cx: &'a CallContext,
+    ) -> Pin<Box<dyn Future<Output = Result<Self, ProviderError>> + Send + 'a>> {
+        provider.chat(request, cx)
+    }
+
+    fn usage(&self) -> Option<&Usage> {
+        self.usage.as_ref()
+    }
+}
+
+impl ChatAnswer for ChatReply {
+    fn call<'a>(
+        provider: &'a dyn Provider,
+        request: &'a ChatRequest,
+        cx: &'a CallContext,
+    ) -> Pin<Box<dyn Future<Output = Result<Self, ProviderError>> + Send + 'a>> {
+        provider.chat_reply(request, cx)
+    }
+
+    fn usage(&self) -> Option<&Usage> {
+        ChatReply::usage(self)
+    }
+}
+
 /// The request with the deployment's system prompt prepended, borrowed
 /// unchanged when there is none.
 pub fn with_system_prompt<'a>(
@@ -714,6 +771,7 @@ mod tests {
         };
         let options = RequestOptions::default();
         assert_send(&router.chat(&chat, &options));
+        assert_send(&router.chat_reply(&chat, &options));
         assert_send(&router.chat_stream(&chat, &options));
         assert_send(&router.embeddings(&embeddings, &options));
         fn assert_sync<T: Send + Sync>(_: &T) {}

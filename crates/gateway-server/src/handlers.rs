@@ -572,16 +572,23 @@ where
         outcome.stream = Some(chat_pieces(routed.value, shape));
         Ok(event_stream_head())
     } else {
-        let result = runtime.router.chat(&chat, &options).await;
+        // `chat_reply`: an OpenAI-format upstream's body passes through with
+        // only `model` re-stamped, instead of being parsed and re-encoded.
+        let result = runtime.router.chat_reply(&chat, &options).await;
         outcome.upstream_time = Some(upstream_started.elapsed());
-        let mut routed = route_result(runtime, result, outcome)?;
-        if routed.report.fallbacks == 0 {
-            routed.value.model = requested;
-        }
+        let routed = route_result(runtime, result, outcome)?;
+        let model = (routed.report.fallbacks == 0).then_some(requested);
         outcome.report = Some(routed.report);
-        outcome.tokens = routed.value.usage.as_ref().map(token_counts);
-        outcome.usage = routed.value.usage.as_ref().map(TokenUsage::from);
-        Ok(json_response(StatusCode::OK, &routed.value))
+        outcome.tokens = routed.value.usage().map(token_counts);
+        outcome.usage = routed.value.usage().map(TokenUsage::from);
+        match routed.value.to_json(model) {
+            Ok(bytes) => Ok(json_bytes_response(StatusCode::OK, bytes)),
+            Err(error) => Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_server_error",
+                format!("the gateway could not encode its response: {error}"),
+            )),
+        }
     }
 }
 

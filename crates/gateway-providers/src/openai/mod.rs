@@ -13,6 +13,7 @@ use crate::error::{upstream_message, ErrorKind, ProviderError};
 use crate::http::{json_post, HttpClient};
 use crate::provider::{CallContext, ChunkStream, Provider, ProviderKind};
 use crate::registry::{BuildContext, BuildError, ProviderFactory, ProviderSpec};
+use crate::reply::{ChatReply, RawChatResponse};
 use crate::sse;
 use async_trait::async_trait;
 use futures_util::StreamExt;
@@ -22,6 +23,9 @@ use gateway_types::{
 use http::{HeaderName, HeaderValue};
 use serde_json::Value;
 use std::sync::Arc;
+
+/// The upstream's name in error messages.
+const UPSTREAM: &str = "openai-compatible upstream";
 
 /// Which member of the OpenAI-compatible family a deployment uses; they
 /// differ only in defaults (endpoint and key environment variables).
@@ -218,6 +222,29 @@ impl OpenAiProvider {
         })
     }
 
+    /// Sends a non-stream chat request; the 2xx body, or the upstream's
+    /// error.
+    async fn post_chat(
+        &self,
+        request: &ChatRequest,
+        cx: &CallContext,
+    ) -> Result<bytes::Bytes, ProviderError> {
+        let body = self.body(request, Some(false), cx)?;
+        let response = self
+            .http
+            .send_buffered(json_post(&self.chat_url, &self.headers, body)?)
+            .await?;
+        if !(200..300).contains(&response.status) {
+            return Err(ProviderError::from_upstream(
+                UPSTREAM,
+                response.status,
+                crate::error::retry_after(&response.headers),
+                &response.body,
+            ));
+        }
+        Ok(response.body)
+    }
+
     fn body<T: serde::Serialize>(
         &self,
         request: &T,
@@ -260,20 +287,29 @@ pub fn parse_success<T: serde::de::DeserializeOwned>(
     provider: &str,
     body: &[u8],
 ) -> Result<T, ProviderError> {
-    serde_json::from_slice(body).map_err(|error| {
-        if let Ok(Value::Object(object)) = serde_json::from_slice::<Value>(body) {
-            if object.contains_key("error") {
-                return ProviderError::new(
-                    ErrorKind::Upstream,
-                    format!("{provider} returned an error: {}", upstream_message(body)),
-                );
-            }
+    serde_json::from_slice(body).map_err(|error| not_a_response(provider, body, &error))
+}
+
+/// The error for a 2xx body that did not parse as the expected response:
+/// `Upstream` when it is an `{"error": ...}` object, `InvalidResponse`
+/// (with the parse error) otherwise.
+pub(crate) fn not_a_response(
+    provider: &str,
+    body: &[u8],
+    error: &dyn std::fmt::Display,
+) -> ProviderError {
+    if let Ok(Value::Object(object)) = serde_json::from_slice::<Value>(body) {
+        if object.contains_key("error") {
+            return ProviderError::new(
+                ErrorKind::Upstream,
+                format!("{provider} returned an error: {}", upstream_message(body)),
+            );
         }
-        ProviderError::new(
-            ErrorKind::InvalidResponse,
-            format!("{provider} returned a body that is not a valid response: {error}"),
-        )
-    })
+    }
+    ProviderError::new(
+        ErrorKind::InvalidResponse,
+        format!("{provider} returned a body that is not a valid response: {error}"),
+    )
 }
 
 /// Turns an OpenAI-format event stream into chunks: `[DONE]` ends it, an
@@ -355,20 +391,20 @@ impl Provider for OpenAiProvider {
         request: &ChatRequest,
         cx: &CallContext,
     ) -> Result<ChatResponse, ProviderError> {
-        let body = self.body(request, Some(false), cx)?;
-        let response = self
-            .http
-            .send_buffered(json_post(&self.chat_url, &self.headers, body)?)
-            .await?;
-        if !(200..300).contains(&response.status) {
-            return Err(ProviderError::from_upstream(
-                "openai-compatible upstream",
-                response.status,
-                crate::error::retry_after(&response.headers),
-                &response.body,
-            ));
+        let body = self.post_chat(request, cx).await?;
+        parse_success(UPSTREAM, &body)
+    }
+
+    async fn chat_reply(
+        &self,
+        request: &ChatRequest,
+        cx: &CallContext,
+    ) -> Result<ChatReply, ProviderError> {
+        let body = self.post_chat(request, cx).await?;
+        match RawChatResponse::parse(UPSTREAM, body.clone())? {
+            Some(raw) => Ok(ChatReply::Raw(raw)),
+            None => parse_success(UPSTREAM, &body).map(ChatReply::Parsed),
         }
-        parse_success("openai-compatible upstream", &response.body)
     }
 
     async fn chat_stream(
@@ -382,13 +418,10 @@ impl Provider for OpenAiProvider {
             .send(json_post(&self.chat_url, &self.headers, body)?)
             .await?;
         if !response.status().is_success() {
-            return Err(self
-                .http
-                .error_from_response("openai-compatible upstream", response)
-                .await);
+            return Err(self.http.error_from_response(UPSTREAM, response).await);
         }
         Ok(chunks_from_events(
-            "openai-compatible upstream",
+            UPSTREAM,
             sse::events(response.into_body()),
         ))
     }
@@ -405,12 +438,12 @@ impl Provider for OpenAiProvider {
             .await?;
         if !(200..300).contains(&response.status) {
             return Err(ProviderError::from_upstream(
-                "openai-compatible upstream",
+                UPSTREAM,
                 response.status,
                 crate::error::retry_after(&response.headers),
                 &response.body,
             ));
         }
-        parse_success("openai-compatible upstream", &response.body)
+        parse_success(UPSTREAM, &response.body)
     }
 }

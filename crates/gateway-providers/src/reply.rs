@@ -1,0 +1,352 @@
+//! Non-stream chat answers that may keep the upstream's own bytes.
+//!
+//! An OpenAI-compatible upstream already answers in the shape the gateway
+//! sends its clients. Parsing that body into a [`ChatResponse`] and encoding
+//! it again costs more than everything else the gateway does per request, so
+//! [`Provider::chat_reply`](crate::Provider::chat_reply) may answer a
+//! [`RawChatResponse`] instead: the body as received, checked by one borrowed
+//! pass that reads only what the gateway needs (the `model` to re-stamp and
+//! the `usage` to price) and rejects what [`ChatResponse`] would reject for
+//! the same reasons (not JSON, an `{"error": ...}` body, no `id`, no
+//! `choices`, a choice without a `message`).
+
+use crate::error::{ErrorKind, ProviderError};
+use crate::openai::not_a_response;
+use bytes::Bytes;
+use gateway_types::{ChatResponse, Role, Usage};
+use serde::de::{self, Deserializer, Visitor};
+use serde::Deserialize;
+use std::fmt;
+use std::ops::Range;
+
+/// A non-stream chat answer, as a provider produced it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ChatReply {
+    /// A response the provider built or translated.
+    Parsed(ChatResponse),
+    /// An OpenAI-format upstream body, checked and passed through.
+    Raw(RawChatResponse),
+}
+
+impl ChatReply {
+    /// The token usage the answer reports.
+    pub fn usage(&self) -> Option<&Usage> {
+        match self {
+            ChatReply::Parsed(response) => response.usage.as_ref(),
+            ChatReply::Raw(raw) => raw.usage(),
+        }
+    }
+
+    /// The answer as a [`ChatResponse`], parsing a raw body in full.
+    pub fn into_response(self) -> Result<ChatResponse, ProviderError> {
+        match self {
+            ChatReply::Parsed(response) => Ok(response),
+            ChatReply::Raw(raw) => raw.to_response(),
+        }
+    }
+
+    /// The JSON body to send the client, with `model` set to `model` when
+    /// given (the alias the client asked for) and left as the upstream wrote
+    /// it otherwise.
+    pub fn to_json(self, model: Option<String>) -> Result<Bytes, serde_json::Error> {
+        match self {
+            ChatReply::Parsed(mut response) => {
+                if let Some(model) = model {
+                    response.model = model;
+                }
+                serde_json::to_vec(&response).map(Bytes::from)
+            }
+            ChatReply::Raw(raw) => Ok(match model {
+                Some(model) => raw.with_model(&model),
+                None => raw.body,
+            }),
+        }
+    }
+}
+
+impl From<ChatResponse> for ChatReply {
+    fn from(response: ChatResponse) -> Self {
+        ChatReply::Parsed(response)
+    }
+}
+
+/// An OpenAI-format chat-completion body as the upstream sent it.
+///
+/// Built only by [`RawChatResponse::parse`], which checks the body; the
+/// JSON text itself is never re-encoded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawChatResponse {
+    body: Bytes,
+    /// Where `model`'s string sits in `body`, quotes included.
+    model: Range<usize>,
+    usage: Option<Usage>,
+}
+
+impl RawChatResponse {
+    /// Checks a 2xx body from `provider` (a name for error messages).
+    ///
+    /// `Ok(None)`: a valid response this type cannot patch in place (no
+    /// `model` string, or one written with escapes); parse it in full
+    /// instead. Errors are those [`crate::openai::parse_success`] gives for
+    /// the same body: `Upstream` for an `{"error": ...}` body and
+    /// `InvalidResponse` for anything else that is not a chat completion.
+    pub fn parse(provider: &str, body: Bytes) -> Result<Option<Self>, ProviderError> {
+        let checked = std::str::from_utf8(&body)
+            .map_err(|error| not_a_response(provider, &body, &error))
+            .and_then(|text| {
+                serde_json::from_str::<Shape<'_>>(text)
+                    .map_err(|error| not_a_response(provider, &body, &error))
+            })?;
+        let Some(ModelText(Some(model))) = checked.model else {
+            return Ok(None);
+        };
+        // The borrowed text lies inside `body`: its offset is the distance
+        // between the two addresses, and its quotes sit one byte either side.
+        let start = model.as_ptr() as usize - body.as_ptr() as usize;
+        let span = start - 1..start + model.len() + 1;
+        let usage = checked.usage;
+        Ok(Some(Self {
+            body,
+            model: span,
+            usage,
+        }))
+    }
+
+    /// The body as received.
+    pub fn body(&self) -> &Bytes {
+        &self.body
+    }
+
+    /// The `model` the upstream wrote.
+    pub fn model(&self) -> &str {
+        // Checked at parse: a string without escapes, so the text between
+        // the quotes is the value.
+        let inner = self.model.start + 1..self.model.end - 1;
+        std::str::from_utf8(&self.body[inner]).unwrap_or_default()
+    }
+
+    /// The reported token usage.
+    pub fn usage(&self) -> Option<&Usage> {
+        self.usage.as_ref()
+    }
+
+    /// The body with `model` replaced by `model`; the rest byte for byte.
+    pub fn with_model(&self, model: &str) -> Bytes {
+        if self.model() == model {
+            return self.body.clone();
+        }
+        let mut out = Vec::with_capacity(self.body.len() + model.len() + 8);
+        out.extend_from_slice(&self.body[..self.model.start]);
+        // A `&str` always encodes.
+        let _ = serde_json::to_writer(&mut out, model);
+        out.extend_from_slice(&self.body[self.model.end..]);
+        Bytes::from(out)
+    }
+
+    /// The body parsed in full.
+    pub fn to_response(&self) -> Result<ChatResponse, ProviderError> {
+        serde_json::from_slice(&self.body).map_err(|error| {
+            ProviderError::new(
+                ErrorKind::InvalidResponse,
+                format!("the upstream body is not a valid response: {error}"),
+            )
+        })
+    }
+}
+
+/// What the check reads of a chat completion; every other field is skipped
+/// without being kept.
+#[derive(Deserialize)]
+struct Shape<'a> {
+    #[serde(rename = "id")]
+    _id: StrText,
+    #[serde(default, borrow)]
+    model: Option<ModelText<'a>>,
+    #[serde(rename = "choices")]
+    _choices: Vec<ChoiceShape>,
+    #[serde(default)]
+    usage: Option<Usage>,
+}
+
+#[derive(Deserialize)]
+struct ChoiceShape {
+    #[serde(rename = "message")]
+    _message: MessageShape,
+}
+
+#[derive(Deserialize)]
+struct MessageShape {
+    #[serde(rename = "role")]
+    _role: Role,
+    #[serde(default, rename = "content")]
+    _content: Option<StrText>,
+}
+
+/// A JSON string, not kept.
+struct StrText;
+
+impl<'de> Deserialize<'de> for StrText {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct StrVisitor;
+        impl Visitor<'_> for StrVisitor {
+            type Value = StrText;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<StrText, E> {
+                Ok(StrText)
+            }
+        }
+        deserializer.deserialize_str(StrVisitor)
+    }
+}
+
+/// `model`: `Some` when it is a string borrowed from the body (written
+/// without escapes), `None` for a string with escapes or `null`.
+struct ModelText<'a>(Option<&'a str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for ModelText<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ModelVisitor<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for ModelVisitor<'a> {
+            type Value = ModelText<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, text: &'de str) -> Result<Self::Value, E> {
+                Ok(ModelText(Some(text)))
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+                Ok(ModelText(None))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(ModelText(None))
+            }
+        }
+        deserializer.deserialize_any(ModelVisitor(std::marker::PhantomData))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+
+    fn raw(body: &str) -> RawChatResponse {
+        RawChatResponse::parse("test upstream", Bytes::from(body.to_owned()))
+            .expect("valid")
+            .expect("patchable")
+    }
+
+    const BODY: &str = r#"{"id":"chatcmpl-1","object":"chat.completion","created":1,"model":"gpt-4o-2024-08-06","choices":[{"index":0,"message":{"role":"assistant","content":"hi \"there\"","refusal":null},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":9,"completion_tokens":3,"total_tokens":12,"prompt_tokens_details":{"cached_tokens":4}},"system_fingerprint":"fp_x"}"#;
+
+    #[test]
+    fn model_is_replaced_and_every_other_byte_kept() {
+        let reply = raw(BODY);
+        assert_eq!(reply.model(), "gpt-4o-2024-08-06");
+        let usage = reply.usage().expect("usage");
+        assert_eq!((usage.prompt_tokens, usage.total_tokens), (9, 12));
+        assert_eq!(usage.cached_tokens(), 4);
+        let patched = reply.with_model("my \"alias\"");
+        let expected = BODY.replace(r#""gpt-4o-2024-08-06""#, r#""my \"alias\"""#);
+        assert_eq!(std::str::from_utf8(&patched).unwrap(), expected);
+        let value: Value = serde_json::from_slice(&patched).unwrap();
+        assert_eq!(value["model"], "my \"alias\"");
+        // The same model: the very same bytes.
+        assert_eq!(reply.with_model("gpt-4o-2024-08-06"), BODY.as_bytes());
+    }
+
+    #[test]
+    fn the_full_parse_agrees_with_the_parsed_reply() {
+        let reply = raw(BODY);
+        let full: ChatResponse = serde_json::from_str(BODY).unwrap();
+        assert_eq!(reply.to_response().unwrap(), full);
+        assert_eq!(reply.usage(), full.usage.as_ref());
+        let via_parsed = ChatReply::Parsed(full).to_json(Some("a".into())).unwrap();
+        let via_raw = ChatReply::Raw(reply).to_json(Some("a".into())).unwrap();
+        let parsed: Value = serde_json::from_slice(&via_parsed).unwrap();
+        let raw: Value = serde_json::from_slice(&via_raw).unwrap();
+        assert_eq!(parsed["model"], "a");
+        assert_eq!(raw["model"], "a");
+        assert_eq!(
+            parsed["choices"][0]["message"]["content"],
+            raw["choices"][0]["message"]["content"]
+        );
+        assert_eq!(parsed["usage"], raw["usage"]);
+    }
+
+    #[test]
+    fn model_with_escapes_or_missing_asks_for_a_full_parse() {
+        for body in [
+            json!({"id": "x", "model": "a\\u0041", "choices": []}),
+            json!({"id": "x", "model": "tab\there", "choices": []}),
+            json!({"id": "x", "model": null, "choices": []}),
+            json!({"id": "x", "choices": []}),
+        ] {
+            let bytes = Bytes::from(serde_json::to_vec(&body).unwrap());
+            let checked = RawChatResponse::parse("u", bytes).expect("valid");
+            assert!(checked.is_none(), "{body}");
+        }
+    }
+
+    #[test]
+    fn bodies_a_chat_response_rejects_are_rejected() {
+        let cases = [
+            (
+                r#"{"error":{"message":"overloaded","type":"server_error"}}"#,
+                ErrorKind::Upstream,
+            ),
+            (r#"{"error":"plain text"}"#, ErrorKind::Upstream),
+            ("<html>502</html>", ErrorKind::InvalidResponse),
+            ("", ErrorKind::InvalidResponse),
+            (
+                r#"{"id":"x","model":"m","choices":[{"message":{"role":"assistant","content":"cut"#,
+                ErrorKind::InvalidResponse,
+            ),
+            (r#"{"model":"m","choices":[]}"#, ErrorKind::InvalidResponse),
+            (r#"{"id":"x","model":"m"}"#, ErrorKind::InvalidResponse),
+            (
+                r#"{"id":"x","model":"m","choices":[{"index":0}]}"#,
+                ErrorKind::InvalidResponse,
+            ),
+            (
+                r#"{"id":"x","model":"m","choices":[{"message":{"role":"wizard"}}]}"#,
+                ErrorKind::InvalidResponse,
+            ),
+            (
+                r#"{"id":"x","model":"m","choices":[{"message":{"role":"assistant","content":7}}]}"#,
+                ErrorKind::InvalidResponse,
+            ),
+            (
+                r#"{"id":7,"model":"m","choices":[]}"#,
+                ErrorKind::InvalidResponse,
+            ),
+            (
+                r#"{"id":"x","model":7,"choices":[]}"#,
+                ErrorKind::InvalidResponse,
+            ),
+            (
+                r#"{"id":"x","model":"m","choices":[],"usage":{"prompt_tokens":"nine"}}"#,
+                ErrorKind::InvalidResponse,
+            ),
+            (
+                r#"{"id":"x","model":"m","choices":[]} trailing"#,
+                ErrorKind::InvalidResponse,
+            ),
+        ];
+        for (body, kind) in cases {
+            let error = RawChatResponse::parse("test upstream", Bytes::from(body)).expect_err(body);
+            assert_eq!(error.kind, kind, "{body}: {error:?}");
+            assert!(error.message.contains("test upstream"), "{body}: {error:?}");
+            // The full parse rejects each of them too.
+            assert!(
+                serde_json::from_str::<ChatResponse>(body).is_err(),
+                "{body}"
+            );
+        }
+        let invalid_utf8 = Bytes::from_static(b"{\"id\":\"\xff\",\"model\":\"m\",\"choices\":[]}");
+        let error = RawChatResponse::parse("u", invalid_utf8).expect_err("utf-8");
+        assert_eq!(error.kind, ErrorKind::InvalidResponse);
+    }
+}
