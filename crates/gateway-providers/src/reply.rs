@@ -13,6 +13,7 @@
 use crate::error::{ErrorKind, ProviderError};
 use crate::openai::not_a_response;
 use bytes::Bytes;
+use gateway_types::chat::PromptTokensDetails;
 use gateway_types::{ChatResponse, Role, Usage};
 use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
@@ -104,7 +105,7 @@ impl RawChatResponse {
         // between the two addresses, and its quotes sit one byte either side.
         let start = model.as_ptr() as usize - body.as_ptr() as usize;
         let span = start - 1..start + model.len() + 1;
-        let usage = checked.usage;
+        let usage = checked.usage.map(Usage::from);
         Ok(Some(Self {
             body,
             model: span,
@@ -125,7 +126,9 @@ impl RawChatResponse {
         std::str::from_utf8(&self.body[inner]).unwrap_or_default()
     }
 
-    /// The reported token usage.
+    /// The reported token counts: the totals and `cached_tokens`, which is
+    /// what the gateway prices and limits by. Other usage fields (reasoning
+    /// or audio breakdowns) stay in the body only.
     pub fn usage(&self) -> Option<&Usage> {
         self.usage.as_ref()
     }
@@ -165,7 +168,44 @@ struct Shape<'a> {
     #[serde(rename = "choices")]
     _choices: Vec<ChoiceShape>,
     #[serde(default)]
-    usage: Option<Usage>,
+    usage: Option<UsageShape>,
+}
+
+/// The counts of `usage`; read without `Usage`'s catch-all map of unknown
+/// fields, which would buffer the object first. The body keeps them all.
+#[derive(Deserialize)]
+struct UsageShape {
+    #[serde(default)]
+    prompt_tokens: u64,
+    #[serde(default)]
+    completion_tokens: u64,
+    #[serde(default)]
+    total_tokens: u64,
+    #[serde(default)]
+    prompt_tokens_details: Option<DetailsShape>,
+}
+
+#[derive(Deserialize)]
+struct DetailsShape {
+    #[serde(default)]
+    cached_tokens: Option<u64>,
+}
+
+impl From<UsageShape> for Usage {
+    fn from(shape: UsageShape) -> Self {
+        Usage {
+            prompt_tokens: shape.prompt_tokens,
+            completion_tokens: shape.completion_tokens,
+            total_tokens: shape.total_tokens,
+            prompt_tokens_details: shape
+                .prompt_tokens_details
+                .map(|details| PromptTokensDetails {
+                    cached_tokens: details.cached_tokens,
+                    ..PromptTokensDetails::default()
+                }),
+            ..Usage::default()
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -262,7 +302,20 @@ mod tests {
         let reply = raw(BODY);
         let full: ChatResponse = serde_json::from_str(BODY).unwrap();
         assert_eq!(reply.to_response().unwrap(), full);
-        assert_eq!(reply.usage(), full.usage.as_ref());
+        let (ours, theirs) = (reply.usage().unwrap(), full.usage.as_ref().unwrap());
+        assert_eq!(
+            (
+                ours.prompt_tokens,
+                ours.completion_tokens,
+                ours.total_tokens
+            ),
+            (
+                theirs.prompt_tokens,
+                theirs.completion_tokens,
+                theirs.total_tokens
+            )
+        );
+        assert_eq!(ours.cached_tokens(), theirs.cached_tokens());
         let via_parsed = ChatReply::Parsed(full).to_json(Some("a".into())).unwrap();
         let via_raw = ChatReply::Raw(reply).to_json(Some("a".into())).unwrap();
         let parsed: Value = serde_json::from_slice(&via_parsed).unwrap();
