@@ -41,28 +41,44 @@ impl SseDecoder {
     }
 
     /// Feeds bytes, appending every event they complete to `out`.
-    pub fn push(&mut self, bytes: &[u8], out: &mut Vec<SseEvent>) -> Result<(), ProviderError> {
-        for &byte in bytes {
-            match byte {
-                b'\n' if self.last_was_cr => {
-                    // The `\n` of a `\r\n`: the line already ended at `\r`.
-                    self.last_was_cr = false;
-                }
-                b'\n' | b'\r' => {
-                    self.last_was_cr = byte == b'\r';
-                    self.end_line(out)?;
-                }
-                _ => {
-                    self.last_was_cr = false;
-                    self.line.push(byte);
-                    if self.line.len() + self.data.len() > MAX_EVENT_BYTES {
-                        return Err(ProviderError::new(
-                            ErrorKind::InvalidResponse,
-                            "upstream sent a server-sent event larger than 16 MiB",
-                        ));
-                    }
+    pub fn push(&mut self, mut bytes: &[u8], out: &mut Vec<SseEvent>) -> Result<(), ProviderError> {
+        if self.last_was_cr && !bytes.is_empty() {
+            // The `\n` of a `\r\n` split across pieces: the line already
+            // ended at `\r`.
+            if bytes[0] == b'\n' {
+                bytes = &bytes[1..];
+            }
+            self.last_was_cr = false;
+        }
+        // Whole runs of line text at a time, found with memchr, rather
+        // than byte by byte.
+        while !bytes.is_empty() {
+            let Some(end) = memchr::memchr2(b'\n', b'\r', bytes) else {
+                self.line.extend_from_slice(bytes);
+                return self.check_size();
+            };
+            self.line.extend_from_slice(&bytes[..end]);
+            self.check_size()?;
+            let was_cr = bytes[end] == b'\r';
+            self.end_line(out)?;
+            bytes = &bytes[end + 1..];
+            if was_cr {
+                match bytes.first() {
+                    Some(b'\n') => bytes = &bytes[1..],
+                    Some(_) => {}
+                    None => self.last_was_cr = true,
                 }
             }
+        }
+        Ok(())
+    }
+
+    fn check_size(&self) -> Result<(), ProviderError> {
+        if self.line.len() + self.data.len() > MAX_EVENT_BYTES {
+            return Err(ProviderError::new(
+                ErrorKind::InvalidResponse,
+                "upstream sent a server-sent event larger than 16 MiB",
+            ));
         }
         Ok(())
     }
@@ -187,6 +203,50 @@ mod tests {
                 "piece size {piece}"
             );
         }
+    }
+
+    #[test]
+    fn every_line_ending_splits_the_same_at_every_boundary() {
+        // CR, LF and CRLF endings, long lines, and a CR right before a piece
+        // boundary: every split point of the input gives the same events.
+        let long = "x".repeat(300);
+        let input = format!(
+            "data: {long}\r\rdata: a\r\ndata: b\n\r\nevent: e\rdata: c\r\n\r\n:c\r\ndata:\n\n"
+        );
+        let expected = vec![
+            data(None, &long),
+            data(None, "a\nb"),
+            data(Some("e"), "c"),
+            data(None, ""),
+        ];
+        for split in 0..=input.len() {
+            let mut decoder = SseDecoder::new();
+            let mut out = Vec::new();
+            let (head, tail) = input.as_bytes().split_at(split);
+            assert!(decoder.push(head, &mut out).is_ok());
+            assert!(decoder.push(&[], &mut out).is_ok());
+            assert!(decoder.push(tail, &mut out).is_ok());
+            assert!(decoder.finish(&mut out).is_ok());
+            assert_eq!(out, expected, "split at {split}");
+        }
+    }
+
+    #[test]
+    fn an_event_past_the_limit_fails_instead_of_growing() {
+        let mut decoder = SseDecoder::new();
+        let mut out = Vec::new();
+        let piece = vec![b'x'; 1024 * 1024];
+        assert!(decoder.push(b"data: ", &mut out).is_ok());
+        let mut failed = None;
+        for _ in 0..17 {
+            if let Err(error) = decoder.push(&piece, &mut out) {
+                failed = Some(error);
+                break;
+            }
+        }
+        let error = failed.expect("an event over 16 MiB is refused");
+        assert_eq!(error.kind, ErrorKind::InvalidResponse);
+        assert!(out.is_empty());
     }
 
     #[test]
