@@ -267,6 +267,96 @@ async fn stream_passes_chunks_through_and_drops_usage_unless_asked() {
 }
 
 #[tokio::test]
+async fn stream_chunks_pass_through_byte_for_byte_but_for_the_model() {
+    // Fields the gateway does not know, escapes and `"usage": null` on every
+    // chunk (as OpenAI writes when usage is asked for): a re-encoding would
+    // change each of them.
+    let chunk = |content: &str, finish: &str| {
+        format!(
+            r#"{{"id":"chatcmpl-9","object":"chat.completion.chunk","created":1731000000,"model":"upstream-model-0613","service_tier":"default","system_fingerprint":null,"choices":[{{"index":0,"delta":{{"content":"{content}"}},"logprobs":null,"finish_reason":{finish}}}],"usage":null}}"#
+        )
+    };
+    let events = vec![
+        chunk("caf\\u00e9 ", "null"),
+        chunk("\\\"ok\\\"", "null"),
+        chunk("", "\"stop\""),
+        r#"{"id":"chatcmpl-9","object":"chat.completion.chunk","created":1731000000,"model":"upstream-model-0613","choices":[],"usage":{"prompt_tokens":9,"completion_tokens":3,"total_tokens":12,"completion_tokens_details":{"reasoning_tokens":0}}}"#.to_owned(),
+        "[DONE]".to_owned(),
+    ];
+    let upstream = FakeUpstream::start(Reply::Sse {
+        events: events.clone(),
+    })
+    .await;
+    let gateway = start(&upstream).await;
+    let response = post(
+        &gateway.url("/v1/chat/completions"),
+        &[("authorization", &bearer())],
+        &json!({"model": "chat", "stream": true, "stream_options": {"include_usage": true}, "messages": [{"role": "user", "content": "x"}]}),
+    )
+    .await;
+    assert_eq!(response.status, 200, "{}", response.text());
+    let expected: String = events
+        .iter()
+        .map(|data| {
+            format!(
+                "data: {}\n\n",
+                data.replace(r#""upstream-model-0613""#, r#""chat""#)
+            )
+        })
+        .collect();
+    assert_eq!(response.text(), expected);
+
+    // Without include_usage the usage chunk is dropped; the others still
+    // pass through untouched.
+    let response = post(
+        &gateway.url("/v1/chat/completions"),
+        &[("authorization", &bearer())],
+        &json!({"model": "chat", "stream": true, "messages": [{"role": "user", "content": "x"}]}),
+    )
+    .await;
+    let data = response.sse_data();
+    assert_eq!(data.len(), 4, "{data:?}");
+    assert_eq!(
+        data[0],
+        events[0].replace(r#""upstream-model-0613""#, r#""chat""#)
+    );
+    let text: String = data[..3]
+        .iter()
+        .map(|d| serde_json::from_str::<Value>(d).unwrap())
+        .filter_map(|c| {
+            c["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .collect();
+    assert_eq!(text, "café \"ok\"");
+}
+
+#[tokio::test]
+async fn an_error_event_mid_stream_ends_the_stream_with_an_error() {
+    let events = vec![
+        upstream_chunk(Some("Hel"), None),
+        json!({"error": {"message": "the model fell over", "type": "server_error"}}).to_string(),
+    ];
+    let upstream = FakeUpstream::start(Reply::Sse { events }).await;
+    let gateway = start(&upstream).await;
+    let response = post(
+        &gateway.url("/v1/chat/completions"),
+        &[("authorization", &bearer())],
+        &json!({"model": "chat", "stream": true, "messages": [{"role": "user", "content": "x"}]}),
+    )
+    .await;
+    assert_eq!(response.status, 200);
+    let data = response.sse_data();
+    assert_eq!(data.len(), 2, "{data:?}");
+    assert!(!data.iter().any(|d| d == "[DONE]"), "{data:?}");
+    let error: Value = serde_json::from_str(&data[1]).unwrap();
+    assert_eq!(error["error"]["type"], "upstream_error", "{error}");
+    let message = error["error"]["message"].as_str().unwrap();
+    assert!(message.contains("the model fell over"), "{message}");
+}
+
+#[tokio::test]
 async fn system_prompt_is_prepended_for_the_alias() {
     let upstream = FakeUpstream::start(Reply::json(200, upstream_completion("Bonjour"))).await;
     let gateway = start(&upstream).await;

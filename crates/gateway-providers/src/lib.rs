@@ -42,9 +42,9 @@ pub mod translate;
 pub use error::{ErrorKind, ProviderError};
 pub use http::{HttpClient, HttpClientOptions};
 pub use provider::{
-    CallContext, ChunkStream, NativeResponse, NativeStream, Provider, ProviderKind,
+    CallContext, ChunkStream, NativeResponse, NativeStream, Provider, ProviderKind, ReplyStream,
 };
 pub use registry::{
     BuildContext, BuildError, Env, ProviderFactory, ProviderRegistry, ProviderSpec,
 };
-pub use reply::{ChatReply, RawChatResponse};
+pub use reply::{ChatReply, ChunkReply, RawChatChunk, RawChatResponse};

@@ -1,7 +1,7 @@
 //! The `Provider` trait.
 
 use crate::error::{ErrorKind, ProviderError};
-use crate::reply::ChatReply;
+use crate::reply::{ChatReply, ChunkReply};
 use crate::sse::SseEvent;
 use async_trait::async_trait;
 use futures_core::Stream;
@@ -11,6 +11,10 @@ use std::pin::Pin;
 
 /// A stream of chat chunks. An `Err` item is terminal: nothing follows it.
 pub type ChunkStream = Pin<Box<dyn Stream<Item = Result<ChatChunk, ProviderError>> + Send>>;
+
+/// A stream of chat chunks in whichever form the provider produced them
+/// ([`Provider::chat_stream_reply`]). An `Err` item is terminal.
+pub type ReplyStream = Pin<Box<dyn Stream<Item = Result<ChunkReply, ProviderError>> + Send>>;
 
 /// The events of a native (untranslated) upstream stream, as the upstream
 /// sent them. An `Err` item is terminal.
@@ -127,6 +131,20 @@ pub trait Provider: Send + Sync + Debug + 'static {
         request: &ChatRequest,
         cx: &CallContext,
     ) -> Result<ChunkStream, ProviderError>;
+
+    /// [`Provider::chat_stream`], with chunks in whichever form is cheapest
+    /// for a caller that sends them on as SSE: an OpenAI-format upstream may
+    /// answer its events' own JSON ([`ChunkReply::Raw`]). The default wraps
+    /// [`Provider::chat_stream`]'s chunks.
+    async fn chat_stream_reply(
+        &self,
+        request: &ChatRequest,
+        cx: &CallContext,
+    ) -> Result<ReplyStream, ProviderError> {
+        use futures_util::StreamExt;
+        let chunks = self.chat_stream(request, cx).await?;
+        Ok(Box::pin(chunks.map(|item| item.map(ChunkReply::Parsed))))
+    }
 
     /// Embeddings. The default answers [`ErrorKind::Unsupported`].
     async fn embeddings(

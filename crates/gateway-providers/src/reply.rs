@@ -9,13 +9,17 @@
 //! the `usage` to price) and rejects what [`ChatResponse`] would reject for
 //! the same reasons (not JSON, an `{"error": ...}` body, no `id`, no
 //! `choices`, a choice without a `message`).
+//!
+//! Streams get the same treatment per event: [`ChunkReply::Raw`] holds an
+//! OpenAI-format chunk's JSON text with what the gateway reads of it (the
+//! `model` span, `usage`, whether a choice finished, how much text it adds).
 
 use crate::error::{ErrorKind, ProviderError};
 use crate::openai::not_a_response;
 use bytes::Bytes;
 use gateway_types::chat::PromptTokensDetails;
-use gateway_types::{ChatResponse, Role, Usage};
-use serde::de::{self, Deserializer, Visitor};
+use gateway_types::{ChatChunk, ChatResponse, Role, Usage};
+use serde::de::{self, Deserializer, IgnoredAny, Visitor};
 use serde::Deserialize;
 use std::fmt;
 use std::ops::Range;
@@ -157,6 +161,293 @@ impl RawChatResponse {
     }
 }
 
+/// One chunk of a chat stream, as a provider produced it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ChunkReply {
+    /// A chunk the provider built or translated.
+    Parsed(ChatChunk),
+    /// An OpenAI-format upstream event's JSON, checked and passed through.
+    Raw(RawChatChunk),
+}
+
+impl ChunkReply {
+    /// The usage the chunk reports (the last chunk of a stream, usually).
+    pub fn usage(&self) -> Option<&Usage> {
+        match self {
+            ChunkReply::Parsed(chunk) => chunk.usage.as_ref(),
+            ChunkReply::Raw(raw) => raw.usage.as_ref(),
+        }
+    }
+
+    /// Whether the chunk has any choices (a usage-only chunk has none).
+    pub fn has_choices(&self) -> bool {
+        match self {
+            ChunkReply::Parsed(chunk) => !chunk.choices.is_empty(),
+            ChunkReply::Raw(raw) => raw.choices > 0,
+        }
+    }
+
+    /// Whether a choice finished in this chunk or it carries usage: after
+    /// such a chunk, the end of the body is a complete answer.
+    pub fn is_final(&self) -> bool {
+        match self {
+            ChunkReply::Parsed(chunk) => {
+                chunk.usage.is_some()
+                    || chunk
+                        .choices
+                        .iter()
+                        .any(|choice| choice.finish_reason.is_some())
+            }
+            ChunkReply::Raw(raw) => raw.finished || raw.usage.is_some(),
+        }
+    }
+
+    /// Bytes of answer text (`delta.content`) the chunk adds.
+    pub fn content_len(&self) -> usize {
+        match self {
+            ChunkReply::Parsed(chunk) => chunk
+                .choices
+                .iter()
+                .filter_map(|choice| choice.delta.content.as_ref())
+                .map(String::len)
+                .sum(),
+            ChunkReply::Raw(raw) => raw.content_len,
+        }
+    }
+
+    /// The chunk as a [`ChatChunk`], parsing a raw one in full.
+    pub fn into_chunk(self) -> Result<ChatChunk, ProviderError> {
+        match self {
+            ChunkReply::Parsed(chunk) => Ok(chunk),
+            ChunkReply::Raw(raw) => serde_json::from_slice(&raw.data).map_err(|error| {
+                ProviderError::new(
+                    ErrorKind::InvalidResponse,
+                    format!("the upstream chunk is not a valid chunk: {error}"),
+                )
+            }),
+        }
+    }
+
+    /// The chunk as one SSE event for the client (`data: <json>\n\n`), with
+    /// `model` set to `model` when given and, unless `keep_usage`, without
+    /// `usage`. A raw chunk is copied once, with only `model` replaced; one
+    /// whose usage must go is parsed and encoded instead.
+    pub fn to_sse(self, model: Option<&str>, keep_usage: bool) -> Result<Bytes, ProviderError> {
+        let raw = match self {
+            ChunkReply::Raw(raw) if keep_usage || raw.usage.is_none() => raw,
+            other => {
+                let mut chunk = other.into_chunk()?;
+                if !keep_usage {
+                    chunk.usage = None;
+                }
+                if let Some(model) = model {
+                    chunk.model = model.to_owned();
+                }
+                let mut out = Vec::with_capacity(256);
+                out.extend_from_slice(b"data: ");
+                serde_json::to_writer(&mut out, &chunk).map_err(|error| {
+                    ProviderError::new(
+                        ErrorKind::InvalidResponse,
+                        format!("cannot encode a chunk: {error}"),
+                    )
+                })?;
+                out.extend_from_slice(b"\n\n");
+                return Ok(Bytes::from(out));
+            }
+        };
+        let data = &raw.data;
+        let mut out = Vec::with_capacity(data.len() + 8 + model.map_or(0, str::len));
+        out.extend_from_slice(b"data: ");
+        match model {
+            Some(model) if raw.model_text() != model => {
+                out.extend_from_slice(&data[..raw.model.start]);
+                let _ = serde_json::to_writer(&mut out, model);
+                out.extend_from_slice(&data[raw.model.end..]);
+            }
+            _ => out.extend_from_slice(data),
+        }
+        out.extend_from_slice(b"\n\n");
+        Ok(Bytes::from(out))
+    }
+}
+
+impl From<ChatChunk> for ChunkReply {
+    fn from(chunk: ChatChunk) -> Self {
+        ChunkReply::Parsed(chunk)
+    }
+}
+
+/// An OpenAI-format chat-completion chunk (one SSE event's data) as the
+/// upstream sent it, with what the gateway reads of it.
+///
+/// Built only by [`RawChatChunk::parse`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawChatChunk {
+    data: Bytes,
+    /// Where `model`'s string sits in `data`, quotes included.
+    model: Range<usize>,
+    usage: Option<Usage>,
+    choices: usize,
+    finished: bool,
+    content_len: usize,
+}
+
+impl RawChatChunk {
+    /// Checks one event's data from `provider` (a name for error messages).
+    ///
+    /// `Ok(None)`: a valid chunk this type cannot patch in place (no `model`
+    /// string, or one written with escapes); parse it in full instead.
+    /// Errors: `Upstream` for an `{"error": ...}` event, `InvalidResponse`
+    /// for data that is not a chunk.
+    pub fn parse(provider: &str, data: Bytes) -> Result<Option<Self>, ProviderError> {
+        let text = std::str::from_utf8(&data).map_err(|error| {
+            ProviderError::new(
+                ErrorKind::InvalidResponse,
+                format!("{provider} sent a stream event that is not UTF-8: {error}"),
+            )
+        })?;
+        let shape: ChunkShape<'_> = serde_json::from_str(text).map_err(|error| {
+            ProviderError::new(
+                ErrorKind::InvalidResponse,
+                format!("{provider} sent a stream event that is not a chunk: {error}"),
+            )
+        })?;
+        if shape.error.is_some() {
+            return Err(stream_error_event(provider, text));
+        }
+        let Some(ModelText(Some(model))) = shape.model else {
+            return Ok(None);
+        };
+        let start = model.as_ptr() as usize - data.as_ptr() as usize;
+        let span = start - 1..start + model.len() + 1;
+        Ok(Some(Self {
+            model: span,
+            usage: shape.usage.map(Usage::from),
+            choices: shape.choices.count,
+            finished: shape.choices.finished,
+            content_len: shape.choices.content_len,
+            data,
+        }))
+    }
+
+    /// The event's JSON as received.
+    pub fn data(&self) -> &Bytes {
+        &self.data
+    }
+
+    /// The reported token counts, as [`RawChatResponse::usage`].
+    pub fn usage(&self) -> Option<&Usage> {
+        self.usage.as_ref()
+    }
+
+    fn model_text(&self) -> &str {
+        let inner = self.model.start + 1..self.model.end - 1;
+        std::str::from_utf8(&self.data[inner]).unwrap_or_default()
+    }
+}
+
+/// The error for an OpenAI-format `{"error": ...}` stream event.
+pub(crate) fn stream_error_event(provider: &str, data: &str) -> ProviderError {
+    ProviderError::new(
+        ErrorKind::Upstream,
+        format!(
+            "{provider} sent an error mid-stream: {}",
+            crate::error::upstream_message(data.as_bytes())
+        ),
+    )
+}
+
+/// What the check reads of a chunk. The types mirror [`ChatChunk`]'s, so a
+/// value it would refuse is refused here too; other fields are skipped.
+#[derive(Deserialize)]
+struct ChunkShape<'a> {
+    #[serde(default, rename = "id")]
+    _id: StrText,
+    #[serde(default, rename = "object")]
+    _object: StrText,
+    #[serde(default, rename = "created")]
+    _created: i64,
+    #[serde(default, borrow)]
+    model: Option<ModelText<'a>>,
+    #[serde(default)]
+    choices: ChoicesSummary,
+    #[serde(default)]
+    usage: Option<UsageShape>,
+    #[serde(default, rename = "system_fingerprint")]
+    _system_fingerprint: Option<StrText>,
+    #[serde(default)]
+    error: Option<IgnoredAny>,
+}
+
+/// The chunk's choices, summed up without keeping them.
+#[derive(Default)]
+struct ChoicesSummary {
+    count: usize,
+    finished: bool,
+    content_len: usize,
+}
+
+impl<'de> Deserialize<'de> for ChoicesSummary {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct SeqVisitor;
+        impl<'de> Visitor<'de> for SeqVisitor {
+            type Value = ChoicesSummary;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a list of choices")
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut summary = ChoicesSummary::default();
+                while let Some(choice) = seq.next_element::<ChunkChoiceShape>()? {
+                    summary.count += 1;
+                    summary.finished |= choice.finish_reason.is_some();
+                    summary.content_len += choice.delta.content.map_or(0, |text| text.0);
+                }
+                Ok(summary)
+            }
+        }
+        deserializer.deserialize_seq(SeqVisitor)
+    }
+}
+
+#[derive(Deserialize)]
+struct ChunkChoiceShape {
+    #[serde(default, rename = "index")]
+    _index: u32,
+    #[serde(default)]
+    delta: DeltaShape,
+    #[serde(default)]
+    finish_reason: Option<StrText>,
+}
+
+#[derive(Deserialize, Default)]
+struct DeltaShape {
+    #[serde(default, rename = "role")]
+    _role: Option<Role>,
+    #[serde(default)]
+    content: Option<StrLen>,
+    #[serde(default, rename = "reasoning_content")]
+    _reasoning_content: Option<StrText>,
+}
+
+/// A JSON string's length in bytes, not kept.
+struct StrLen(usize);
+
+impl<'de> Deserialize<'de> for StrLen {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct LenVisitor;
+        impl Visitor<'_> for LenVisitor {
+            type Value = StrLen;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<StrLen, E> {
+                Ok(StrLen(text.len()))
+            }
+        }
+        deserializer.deserialize_str(LenVisitor)
+    }
+}
+
 /// What the check reads of a chat completion; every other field is skipped
 /// without being kept.
 #[derive(Deserialize)]
@@ -223,6 +514,7 @@ struct MessageShape {
 }
 
 /// A JSON string, not kept.
+#[derive(Default)]
 struct StrText;
 
 impl<'de> Deserialize<'de> for StrText {
@@ -401,5 +693,90 @@ mod tests {
         let invalid_utf8 = Bytes::from_static(b"{\"id\":\"\xff\",\"model\":\"m\",\"choices\":[]}");
         let error = RawChatResponse::parse("u", invalid_utf8).expect_err("utf-8");
         assert_eq!(error.kind, ErrorKind::InvalidResponse);
+    }
+
+    fn chunk(data: &str) -> RawChatChunk {
+        RawChatChunk::parse("test upstream", Bytes::from(data.to_owned()))
+            .expect("valid")
+            .expect("patchable")
+    }
+
+    const CHUNK: &str = r#"{"id":"c1","object":"chat.completion.chunk","created":1,"model":"up-1","service_tier":"default","choices":[{"index":0,"delta":{"content":"caf\u00e9!"},"logprobs":null,"finish_reason":null}],"usage":null}"#;
+
+    #[test]
+    fn raw_chunks_keep_their_bytes_and_report_what_the_gateway_reads() {
+        let raw = chunk(CHUNK);
+        assert_eq!(raw.data(), CHUNK.as_bytes());
+        assert!(raw.usage().is_none());
+        let reply = ChunkReply::Raw(raw);
+        assert!(reply.has_choices());
+        assert!(!reply.is_final());
+        // "café!" is 6 bytes once unescaped.
+        assert_eq!(reply.content_len(), 6);
+        let parsed = reply.clone().into_chunk().unwrap();
+        assert_eq!(ChunkReply::Parsed(parsed).content_len(), 6);
+        let sse = reply.to_sse(Some("alias"), false).unwrap();
+        assert_eq!(
+            std::str::from_utf8(&sse).unwrap(),
+            format!("data: {}\n\n", CHUNK.replace(r#""up-1""#, r#""alias""#))
+        );
+    }
+
+    #[test]
+    fn raw_usage_chunks_are_final_and_lose_usage_only_when_asked() {
+        let data = r#"{"id":"c1","model":"up-1","choices":[{"index":0,"delta":{},"finish_reason":"stop"}],"usage":{"prompt_tokens":5,"completion_tokens":2,"total_tokens":7}}"#;
+        let reply = ChunkReply::Raw(chunk(data));
+        assert!(reply.is_final());
+        assert_eq!(reply.usage().map(|usage| usage.total_tokens), Some(7));
+        let kept = reply.clone().to_sse(None, true).unwrap();
+        assert_eq!(kept, format!("data: {data}\n\n").as_bytes());
+        let dropped = reply.to_sse(Some("alias"), false).unwrap();
+        let text = std::str::from_utf8(&dropped).unwrap();
+        let json: Value = serde_json::from_str(text.trim_start_matches("data: ").trim()).unwrap();
+        assert_eq!(json["model"], "alias");
+        assert!(json.get("usage").is_none(), "{json}");
+        assert_eq!(json["choices"][0]["finish_reason"], "stop");
+    }
+
+    #[test]
+    fn chunks_a_chat_chunk_rejects_are_rejected_and_error_events_are_errors() {
+        for (data, kind) in [
+            (r#"{"error":{"message":"overloaded"}}"#, ErrorKind::Upstream),
+            (r#"{"model":"m","error":"boom"}"#, ErrorKind::Upstream),
+            ("not json", ErrorKind::InvalidResponse),
+            (r#"{"model":"m","choices":{}}"#, ErrorKind::InvalidResponse),
+            (
+                r#"{"model":"m","choices":null}"#,
+                ErrorKind::InvalidResponse,
+            ),
+            (
+                r#"{"id":7,"model":"m","choices":[]}"#,
+                ErrorKind::InvalidResponse,
+            ),
+            (
+                r#"{"model":"m","choices":[{"delta":{"content":7}}]}"#,
+                ErrorKind::InvalidResponse,
+            ),
+            (
+                r#"{"model":"m","choices":[{"delta":{"role":"wizard"}}]}"#,
+                ErrorKind::InvalidResponse,
+            ),
+            (
+                r#"{"model":"m","choices":[],"usage":{"total_tokens":-1}}"#,
+                ErrorKind::InvalidResponse,
+            ),
+        ] {
+            let error = RawChatChunk::parse("u", Bytes::from(data)).expect_err(data);
+            assert_eq!(error.kind, kind, "{data}: {error:?}");
+            if kind == ErrorKind::InvalidResponse {
+                assert!(serde_json::from_str::<ChatChunk>(data).is_err(), "{data}");
+            }
+        }
+        // No model, or one with escapes: valid, parsed in full instead.
+        for data in [r#"{"choices":[]}"#, r#"{"model":"a\/b","choices":[]}"#] {
+            assert!(RawChatChunk::parse("u", Bytes::from(data))
+                .unwrap()
+                .is_none());
+        }
     }
 }

@@ -5,8 +5,8 @@
 use crate::engine::{Engine, Outcome};
 use crate::state::{with_table, RouterState};
 use futures_core::Stream;
-use gateway_providers::{ChunkStream, ProviderError};
-use gateway_types::ChatChunk;
+use gateway_providers::{ChunkReply, ProviderError};
+use gateway_types::{ChatChunk, Usage};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -132,22 +132,38 @@ impl CallGuard {
     }
 }
 
+/// What a committed stream needs of its items: the usage a chunk reports.
+pub(crate) trait StreamItem: Send + Unpin + 'static {
+    fn usage(&self) -> Option<&Usage>;
+}
+
+impl StreamItem for ChatChunk {
+    fn usage(&self) -> Option<&Usage> {
+        self.usage.as_ref()
+    }
+}
+
+impl StreamItem for ChunkReply {
+    fn usage(&self) -> Option<&Usage> {
+        ChunkReply::usage(self)
+    }
+}
+
+/// A boxed stream of `T`s; an `Err` item is terminal.
+pub(crate) type ItemStream<T> = Pin<Box<dyn Stream<Item = Result<T, ProviderError>> + Send>>;
+
 /// A stream whose first chunk arrived, before the router commits to it.
-pub(crate) struct Peeked {
-    pub(crate) first: ChatChunk,
-    pub(crate) rest: ChunkStream,
+pub(crate) struct Peeked<T> {
+    pub(crate) first: T,
+    pub(crate) rest: ItemStream<T>,
 }
 
 /// Commits to a peeked stream: records its time to first token and returns
 /// the stream with the first chunk put back in front.
-pub(crate) fn commit(peeked: Peeked, guard: InFlight) -> ChunkStream {
+pub(crate) fn commit<T: StreamItem>(peeked: Peeked<T>, guard: InFlight) -> ItemStream<T> {
     guard.first_chunk();
     Box::pin(CommittedStream {
-        tokens: peeked
-            .first
-            .usage
-            .as_ref()
-            .map_or(0, |usage| usage.total_tokens),
+        tokens: peeked.first.usage().map_or(0, |usage| usage.total_tokens),
         first: Some(peeked.first),
         rest: peeked.rest,
         guard,
@@ -157,16 +173,16 @@ pub(crate) fn commit(peeked: Peeked, guard: InFlight) -> ChunkStream {
 
 /// A committed stream: yields the first chunk again, watches for usage, and
 /// records the end (or a mid-stream failure) of the call.
-struct CommittedStream {
-    first: Option<ChatChunk>,
-    rest: ChunkStream,
+struct CommittedStream<T> {
+    first: Option<T>,
+    rest: ItemStream<T>,
     guard: InFlight,
     tokens: u64,
     done: bool,
 }
 
-impl Stream for CommittedStream {
-    type Item = Result<ChatChunk, ProviderError>;
+impl<T: StreamItem> Stream for CommittedStream<T> {
+    type Item = Result<T, ProviderError>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
@@ -178,7 +194,7 @@ impl Stream for CommittedStream {
         }
         match this.rest.as_mut().poll_next(cx) {
             Poll::Ready(Some(Ok(chunk))) => {
-                if let Some(usage) = &chunk.usage {
+                if let Some(usage) = chunk.usage() {
                     this.tokens = usage.total_tokens;
                 }
                 Poll::Ready(Some(Ok(chunk)))

@@ -1,7 +1,7 @@
 //! The async driver: resolves groups, asks the engine what to do, calls
 //! providers under deadlines, retries, waits and falls back.
 
-use crate::attempt::{commit, now, CallGuard, InFlight, Peeked, Shared};
+use crate::attempt::{commit, now, CallGuard, InFlight, ItemStream, Peeked, Shared, StreamItem};
 use crate::engine::{Engine, GroupId, Pick, PickRequest, Step};
 use crate::policy::{self, Retry};
 use crate::state::{with_table, FastRng, MemoryState, Rng, RouterState, StatsTable};
@@ -11,10 +11,13 @@ use crate::types::{
     RouterSettings,
 };
 use futures_util::StreamExt;
-use gateway_providers::{CallContext, ChatReply, ChunkStream, ErrorKind, Provider, ProviderError};
+use gateway_providers::{
+    CallContext, ChatReply, ChunkReply, ChunkStream, ErrorKind, Provider, ProviderError,
+    ReplyStream,
+};
 use gateway_types::{
-    ChatRequest, ChatResponse, EmbeddingsRequest, EmbeddingsResponse, Message, ModelName, Role,
-    Usage,
+    ChatChunk, ChatRequest, ChatResponse, EmbeddingsRequest, EmbeddingsResponse, Message,
+    ModelName, Role, Usage,
 };
 use std::borrow::Cow;
 use std::future::Future;
@@ -232,6 +235,27 @@ impl Router {
         request: &ChatRequest,
         options: &RequestOptions,
     ) -> Result<Routed<ChunkStream>, RouteFailure> {
+        self.chat_stream_as::<ChatChunk>(request, options).await
+    }
+
+    /// [`Router::chat_stream`] through [`Provider::chat_stream_reply`]: an
+    /// OpenAI-format upstream's chunks stay the JSON it sent, for a caller
+    /// that passes them on as SSE.
+    ///
+    /// [`Provider::chat_stream_reply`]: gateway_providers::Provider::chat_stream_reply
+    pub async fn chat_stream_reply(
+        &self,
+        request: &ChatRequest,
+        options: &RequestOptions,
+    ) -> Result<Routed<ReplyStream>, RouteFailure> {
+        self.chat_stream_as::<ChunkReply>(request, options).await
+    }
+
+    async fn chat_stream_as<T: StreamAnswer>(
+        &self,
+        request: &ChatRequest,
+        options: &RequestOptions,
+    ) -> Result<Routed<ItemStream<T>>, RouteFailure> {
         let count = || tokens::count_chat(self.settings().tokenizer, request);
         self.run(
             &request.model,
@@ -241,10 +265,7 @@ impl Router {
             |deployment| async move {
                 let request =
                     with_system_prompt(request, deployment.settings.system_prompt.as_deref());
-                let mut stream = deployment
-                    .provider
-                    .chat_stream(&request, &options.call)
-                    .await?;
+                let mut stream = T::open(&*deployment.provider, &request, &options.call).await?;
                 match stream.next().await {
                     Some(Ok(first)) => Ok(Peeked {
                         first,
@@ -731,6 +752,35 @@ impl ChatAnswer for ChatReply {
     }
 }
 
+/// The two forms a chat stream is asked for in.
+trait StreamAnswer: StreamItem + Sized {
+    fn open<'a>(
+        provider: &'a dyn Provider,
+        request: &'a ChatRequest,
+        cx: &'a CallContext,
+    ) -> Pin<Box<dyn Future<Output = Result<ItemStream<Self>, ProviderError>> + Send + 'a>>;
+}
+
+impl StreamAnswer for ChatChunk {
+    fn open<'a>(
+        provider: &'a dyn Provider,
+        request: &'a ChatRequest,
+        cx: &'a CallContext,
+    ) -> Pin<Box<dyn Future<Output = Result<ItemStream<Self>, ProviderError>> + Send + 'a>> {
+        provider.chat_stream(request, cx)
+    }
+}
+
+impl StreamAnswer for ChunkReply {
+    fn open<'a>(
+        provider: &'a dyn Provider,
+        request: &'a ChatRequest,
+        cx: &'a CallContext,
+    ) -> Pin<Box<dyn Future<Output = Result<ItemStream<Self>, ProviderError>> + Send + 'a>> {
+        provider.chat_stream_reply(request, cx)
+    }
+}
+
 /// The request with the deployment's system prompt prepended, borrowed
 /// unchanged when there is none.
 pub fn with_system_prompt<'a>(
@@ -773,6 +823,7 @@ mod tests {
         assert_send(&router.chat(&chat, &options));
         assert_send(&router.chat_reply(&chat, &options));
         assert_send(&router.chat_stream(&chat, &options));
+        assert_send(&router.chat_stream_reply(&chat, &options));
         assert_send(&router.embeddings(&embeddings, &options));
         fn assert_sync<T: Send + Sync>(_: &T) {}
         assert_sync(&router);

@@ -559,7 +559,7 @@ where
     let upstream_started = Instant::now();
     if chat.is_stream() {
         let shape_usage = chat.wants_stream_usage();
-        let result = runtime.router.chat_stream(&chat, &options).await;
+        let result = runtime.router.chat_stream_reply(&chat, &options).await;
         outcome.upstream_time = Some(upstream_started.elapsed());
         let routed = route_result(runtime, result, outcome)?;
         let shape = StreamShape {

@@ -9,7 +9,7 @@ use crate::observe::{token_counts, Observation, StreamEnd, StreamStats};
 use bytes::Bytes;
 use futures_core::Stream;
 use futures_util::StreamExt;
-use gateway_providers::{sse, ChunkStream};
+use gateway_providers::{sse, ReplyStream};
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 use std::convert::Infallible;
@@ -102,72 +102,62 @@ pub(crate) fn observed_body(pieces: Pieces, observation: Observation) -> Body {
 /// `data: [DONE]`. A failure after the first byte becomes
 /// `data: {"error": ...}` and the stream ends without `[DONE]`, so clients
 /// never mistake a truncation for an end.
-pub(crate) fn chat_pieces(chunks: ChunkStream, shape: StreamShape) -> Pieces {
-    let pieces = futures_util::stream::unfold(Some(chunks), move |state| {
-        let shape = shape.clone();
-        async move {
-            let mut chunks = state?;
-            loop {
-                match chunks.next().await {
-                    None => {
+pub(crate) fn chat_pieces(chunks: ReplyStream, shape: StreamShape) -> Pieces {
+    // The shape travels in the state: nothing is cloned per chunk.
+    let pieces = futures_util::stream::unfold(Some((chunks, shape)), |state| async move {
+        let (mut chunks, shape) = state?;
+        loop {
+            match chunks.next().await {
+                None => {
+                    let piece = Piece {
+                        bytes: Bytes::from_static(DONE),
+                        tokens: None,
+                        chars: 0,
+                        end: Some(StreamEnd::Completed),
+                    };
+                    return Some((piece, None));
+                }
+                Some(Err(error)) => {
+                    let body = ApiError::from_provider(&error).body();
+                    let json = serde_json::to_vec(&body).unwrap_or_default();
+                    let piece = Piece {
+                        bytes: sse::encode_data(&json),
+                        tokens: None,
+                        chars: 0,
+                        end: Some(StreamEnd::Failed {
+                            kind: error.kind.as_str(),
+                            message: error.message,
+                        }),
+                    };
+                    return Some((piece, None));
+                }
+                Some(Ok(chunk)) => {
+                    let tokens = chunk.usage().map(token_counts);
+                    let chars = chunk.content_len();
+                    if !shape.include_usage && !chunk.has_choices() && tokens.is_some() {
+                        // A usage-only chunk the client did not ask for:
+                        // nothing to send, but the count matters.
                         let piece = Piece {
-                            bytes: Bytes::from_static(DONE),
-                            tokens: None,
-                            chars: 0,
-                            end: Some(StreamEnd::Completed),
-                        };
-                        return Some((piece, None));
-                    }
-                    Some(Err(error)) => {
-                        let body = ApiError::from_provider(&error).body();
-                        let json = serde_json::to_vec(&body).unwrap_or_default();
-                        let piece = Piece {
-                            bytes: sse::encode_data(&json),
-                            tokens: None,
-                            chars: 0,
-                            end: Some(StreamEnd::Failed {
-                                kind: error.kind.as_str(),
-                                message: error.message,
-                            }),
-                        };
-                        return Some((piece, None));
-                    }
-                    Some(Ok(mut chunk)) => {
-                        let tokens = chunk.usage.as_ref().map(token_counts);
-                        let chars = chunk
-                            .choices
-                            .iter()
-                            .filter_map(|choice| choice.delta.content.as_ref())
-                            .map(String::len)
-                            .sum();
-                        let usage_only = chunk.choices.is_empty() && chunk.usage.is_some();
-                        if !shape.include_usage {
-                            if usage_only {
-                                // Nothing to send, but the count matters.
-                                let piece = Piece {
-                                    bytes: Bytes::new(),
-                                    tokens,
-                                    chars: 0,
-                                    end: None,
-                                };
-                                return Some((piece, Some(chunks)));
-                            }
-                            chunk.usage = None;
-                        }
-                        if let Some(model) = &shape.model {
-                            chunk.model.clone_from(model);
-                        }
-                        let Ok(json) = serde_json::to_vec(&chunk) else {
-                            continue;
-                        };
-                        let piece = Piece {
-                            bytes: sse::encode_data(&json),
+                            bytes: Bytes::new(),
                             tokens,
-                            chars,
+                            chars: 0,
                             end: None,
                         };
-                        return Some((piece, Some(chunks)));
+                        return Some((piece, Some((chunks, shape))));
                     }
+                    // An OpenAI-format chunk goes out as the upstream wrote
+                    // it, with only `model` replaced.
+                    let Ok(bytes) = chunk.to_sse(shape.model.as_deref(), shape.include_usage)
+                    else {
+                        continue;
+                    };
+                    let piece = Piece {
+                        bytes,
+                        tokens,
+                        chars,
+                        end: None,
+                    };
+                    return Some((piece, Some((chunks, shape))));
                 }
             }
         }

@@ -11,9 +11,9 @@ mod body;
 
 use crate::error::{upstream_message, ErrorKind, ProviderError};
 use crate::http::{json_post, HttpClient};
-use crate::provider::{CallContext, ChunkStream, Provider, ProviderKind};
+use crate::provider::{CallContext, ChunkStream, Provider, ProviderKind, ReplyStream};
 use crate::registry::{BuildContext, BuildError, ProviderFactory, ProviderSpec};
-use crate::reply::{ChatReply, RawChatResponse};
+use crate::reply::{ChatReply, ChunkReply, RawChatChunk, RawChatResponse};
 use crate::sse;
 use async_trait::async_trait;
 use futures_util::StreamExt;
@@ -245,6 +245,23 @@ impl OpenAiProvider {
         Ok(response.body)
     }
 
+    /// Sends a stream request; the 2xx body, or the upstream's error.
+    async fn open_stream(
+        &self,
+        request: &ChatRequest,
+        cx: &CallContext,
+    ) -> Result<hyper::body::Incoming, ProviderError> {
+        let body = self.body(request, Some(true), cx)?;
+        let response = self
+            .http
+            .send(json_post(&self.chat_url, &self.headers, body)?)
+            .await?;
+        if !response.status().is_success() {
+            return Err(self.http.error_from_response(UPSTREAM, response).await);
+        }
+        Ok(response.into_body())
+    }
+
     fn body<T: serde::Serialize>(
         &self,
         request: &T,
@@ -318,42 +335,86 @@ pub fn chunks_from_events(
     provider: &'static str,
     events: impl futures_core::Stream<Item = Result<sse::SseEvent, ProviderError>> + Send + 'static,
 ) -> ChunkStream {
+    Box::pin(
+        from_events(provider, events, |provider, data| {
+            parse_chunk(provider, data.trim()).map(ChunkReply::Parsed)
+        })
+        .map(|item| {
+            item.and_then(|reply| match reply {
+                ChunkReply::Parsed(chunk) => Ok(chunk),
+                raw => raw.into_chunk(),
+            })
+        }),
+    )
+}
+
+/// [`chunks_from_events`], keeping each chunk's own JSON
+/// ([`ChunkReply::Raw`]) where it can be passed through with only `model`
+/// replaced.
+pub fn replies_from_events(
+    provider: &'static str,
+    events: impl futures_core::Stream<Item = Result<sse::SseEvent, ProviderError>> + Send + 'static,
+) -> ReplyStream {
+    Box::pin(from_events(provider, events, |provider, data| {
+        let data = bytes::Bytes::from(data);
+        match RawChatChunk::parse(provider, data.clone())? {
+            Some(raw) => Ok(ChunkReply::Raw(raw)),
+            None => parse_chunk(
+                provider,
+                std::str::from_utf8(&data).unwrap_or_default().trim(),
+            )
+            .map(ChunkReply::Parsed),
+        }
+    }))
+}
+
+fn parse_chunk(provider: &str, data: &str) -> Result<ChatChunk, ProviderError> {
+    match serde_json::from_str::<ChatChunk>(data) {
+        // Every field of a chunk is optional, so an error event parses as
+        // one; its `error` field says what it is.
+        Ok(chunk) if chunk.extra.contains_key("error") => {
+            Err(crate::reply::stream_error_event(provider, data))
+        }
+        Ok(chunk) => Ok(chunk),
+        Err(error) => Err(stream_error(provider, data, error)),
+    }
+}
+
+/// The event loop shared by both forms: `[DONE]` ends the stream, empty
+/// events are skipped, and a body that ends before `[DONE]` and before any
+/// final chunk (a finish_reason or usage) is a truncation error.
+fn from_events(
+    provider: &'static str,
+    events: impl futures_core::Stream<Item = Result<sse::SseEvent, ProviderError>> + Send + 'static,
+    decode: fn(&'static str, String) -> Result<ChunkReply, ProviderError>,
+) -> impl futures_core::Stream<Item = Result<ChunkReply, ProviderError>> + Send {
     let events = Box::pin(events);
-    // The flag records a finish_reason: a stream cut before `[DONE]` and
-    // before any finish_reason is an error, not a complete answer.
-    Box::pin(futures_util::stream::unfold(
-        Some((events, false)),
-        move |state| async move {
-            let (mut events, mut finished) = state?;
-            loop {
-                match events.next().await {
-                    None if finished => return None,
-                    None => return Some((Err(crate::translate::truncated_stream(provider)), None)),
-                    Some(Err(error)) => return Some((Err(error), None)),
-                    Some(Ok(event)) => {
-                        let data = event.data.trim();
-                        if data == "[DONE]" {
-                            return None;
-                        }
-                        if data.is_empty() {
-                            continue;
-                        }
-                        return match serde_json::from_str::<ChatChunk>(data) {
-                            Ok(chunk) => {
-                                finished |= chunk
-                                    .choices
-                                    .iter()
-                                    .any(|choice| choice.finish_reason.is_some())
-                                    || chunk.usage.is_some();
-                                Some((Ok(chunk), Some((events, finished))))
-                            }
-                            Err(error) => Some((Err(stream_error(provider, data, error)), None)),
-                        };
+    futures_util::stream::unfold(Some((events, false)), move |state| async move {
+        let (mut events, mut finished) = state?;
+        loop {
+            match events.next().await {
+                None if finished => return None,
+                None => return Some((Err(crate::translate::truncated_stream(provider)), None)),
+                Some(Err(error)) => return Some((Err(error), None)),
+                Some(Ok(event)) => {
+                    let data = event.data.trim();
+                    if data == "[DONE]" {
+                        return None;
                     }
+                    if data.is_empty() {
+                        continue;
+                    }
+                    return match decode(provider, event.data) {
+                        Ok(reply) => {
+                            finished |= reply.is_final();
+                            Some((Ok(reply), Some((events, finished))))
+                        }
+                        Err(error) => Some((Err(error), None)),
+                    };
                 }
             }
-        },
-    ))
+        }
+    })
 }
 
 fn stream_error(provider: &str, data: &str, error: serde_json::Error) -> ProviderError {
@@ -412,18 +473,17 @@ impl Provider for OpenAiProvider {
         request: &ChatRequest,
         cx: &CallContext,
     ) -> Result<ChunkStream, ProviderError> {
-        let body = self.body(request, Some(true), cx)?;
-        let response = self
-            .http
-            .send(json_post(&self.chat_url, &self.headers, body)?)
-            .await?;
-        if !response.status().is_success() {
-            return Err(self.http.error_from_response(UPSTREAM, response).await);
-        }
-        Ok(chunks_from_events(
-            UPSTREAM,
-            sse::events(response.into_body()),
-        ))
+        let body = self.open_stream(request, cx).await?;
+        Ok(chunks_from_events(UPSTREAM, sse::events(body)))
+    }
+
+    async fn chat_stream_reply(
+        &self,
+        request: &ChatRequest,
+        cx: &CallContext,
+    ) -> Result<ReplyStream, ProviderError> {
+        let body = self.open_stream(request, cx).await?;
+        Ok(replies_from_events(UPSTREAM, sse::events(body)))
     }
 
     async fn embeddings(
