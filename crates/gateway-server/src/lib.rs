@@ -49,6 +49,7 @@ pub mod errors;
 mod gateway;
 mod handlers;
 pub mod http;
+pub mod log_writer;
 mod messages;
 pub mod metrics;
 mod observe;
