@@ -147,6 +147,84 @@ async fn non_stream_answer_text_finish_and_usage() {
     }
 }
 
+/// `chat_reply` and `chat_stream_reply` (which the server calls, and which
+/// the OpenAI-compatible adapter answers with the upstream's own bytes) tell
+/// the same story as `chat` and `chat_stream`, for every adapter.
+#[tokio::test]
+async fn reply_forms_agree_with_the_parsed_calls() {
+    for case in all_cases() {
+        let name = case.name();
+        let fake = FakeUpstream::start(vec![
+            case.text(),
+            case.text(),
+            case.text_stream(),
+            case.text_stream(),
+        ])
+        .await;
+        let provider = build(case.as_ref(), &fake);
+        let cx = CallContext::default();
+        let parsed = match provider.chat(&text_request(), &cx).await {
+            Ok(response) => response,
+            Err(error) => panic!("{name}: chat failed: {error}"),
+        };
+        let reply = match provider.chat_reply(&text_request(), &cx).await {
+            Ok(reply) => reply,
+            Err(error) => panic!("{name}: chat_reply failed: {error}"),
+        };
+        assert_eq!(
+            reply.usage().map(|usage| usage.total_tokens),
+            parsed.usage.as_ref().map(|usage| usage.total_tokens),
+            "{name}"
+        );
+        let sent: Value = match reply.clone().to_json(Some("alias".to_owned())) {
+            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+            Err(error) => panic!("{name}: to_json failed: {error}"),
+        };
+        assert_eq!(sent["model"], "alias", "{name}");
+        match reply.into_response() {
+            Ok(mut response) => {
+                // Ids and timestamps are the adapter's own per call.
+                response.id.clone_from(&parsed.id);
+                response.created = parsed.created;
+                assert_eq!(response, parsed, "{name}");
+            }
+            Err(error) => panic!("{name}: into_response failed: {error}"),
+        }
+
+        let (chunks, error) = collect(provider.as_ref(), &text_request(), name).await;
+        assert_eq!(error, None, "{name}");
+        let mut replies = match provider.chat_stream_reply(&text_request(), &cx).await {
+            Ok(stream) => stream,
+            Err(error) => panic!("{name}: chat_stream_reply failed: {error}"),
+        };
+        let mut reply_chunks = Vec::new();
+        let mut text_len = 0;
+        while let Some(item) = replies.next().await {
+            let reply = match item {
+                Ok(reply) => reply,
+                Err(error) => panic!("{name}: reply stream failed: {error}"),
+            };
+            text_len += reply.content_len();
+            match reply.into_chunk() {
+                Ok(chunk) => reply_chunks.push(chunk),
+                Err(error) => panic!("{name}: into_chunk failed: {error}"),
+            }
+        }
+        assert_eq!(text_of(&reply_chunks), text_of(&chunks), "{name}");
+        assert_eq!(text_len, "Hello world".len(), "{name}");
+        assert_eq!(
+            finish_reasons(&reply_chunks),
+            finish_reasons(&chunks),
+            "{name}"
+        );
+        assert_eq!(
+            reply_chunks.last().and_then(|chunk| chunk.usage.clone()),
+            chunks.last().and_then(|chunk| chunk.usage.clone()),
+            "{name}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn stream_reassembles_the_text_and_ends_with_a_usage_chunk() {
     for case in all_cases() {

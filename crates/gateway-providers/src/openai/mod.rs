@@ -229,10 +229,15 @@ impl OpenAiProvider {
         request: &ChatRequest,
         cx: &CallContext,
     ) -> Result<bytes::Bytes, ProviderError> {
-        let body = self.body(request, Some(false), cx)?;
+        self.post(&self.chat_url, self.body(request, Some(false), cx)?)
+            .await
+    }
+
+    /// Posts an encoded body to `url`; the 2xx body, or the upstream's error.
+    async fn post(&self, url: &str, body: Vec<u8>) -> Result<bytes::Bytes, ProviderError> {
         let response = self
             .http
-            .send_buffered(json_post(&self.chat_url, &self.headers, body)?)
+            .send_buffered(json_post(url, &self.headers, body)?)
             .await?;
         if !(200..300).contains(&response.status) {
             return Err(ProviderError::from_upstream(
@@ -422,13 +427,7 @@ fn stream_error(provider: &str, data: &str, error: serde_json::Error) -> Provide
         .ok()
         .is_some_and(|value| value.get("error").is_some());
     if is_error_event {
-        ProviderError::new(
-            ErrorKind::Upstream,
-            format!(
-                "{provider} sent an error mid-stream: {}",
-                upstream_message(data.as_bytes())
-            ),
-        )
+        crate::reply::stream_error_event(provider, data)
     } else {
         ProviderError::new(
             ErrorKind::InvalidResponse,
@@ -491,19 +490,9 @@ impl Provider for OpenAiProvider {
         request: &EmbeddingsRequest,
         cx: &CallContext,
     ) -> Result<EmbeddingsResponse, ProviderError> {
-        let body = self.body(request, None, cx)?;
-        let response = self
-            .http
-            .send_buffered(json_post(&self.embeddings_url, &self.headers, body)?)
+        let body = self
+            .post(&self.embeddings_url, self.body(request, None, cx)?)
             .await?;
-        if !(200..300).contains(&response.status) {
-            return Err(ProviderError::from_upstream(
-                UPSTREAM,
-                response.status,
-                crate::error::retry_after(&response.headers),
-                &response.body,
-            ));
-        }
-        parse_success(UPSTREAM, &response.body)
+        parse_success(UPSTREAM, &body)
     }
 }
