@@ -231,29 +231,16 @@ impl ChunkReply {
     /// The chunk as one SSE event for the client (`data: <json>\n\n`), with
     /// `model` set to `model` when given and, unless `keep_usage`, without
     /// `usage`. A raw chunk is copied once, with only `model` replaced; one
-    /// whose usage must go is parsed and encoded instead.
-    pub fn to_sse(self, model: Option<&str>, keep_usage: bool) -> Result<Bytes, ProviderError> {
+    /// whose usage must go is parsed and encoded instead, and if that parse
+    /// fails it is sent with its usage rather than not at all.
+    pub fn to_sse(self, model: Option<&str>, keep_usage: bool) -> Bytes {
         let raw = match self {
             ChunkReply::Raw(raw) if keep_usage || raw.usage.is_none() => raw,
-            other => {
-                let mut chunk = other.into_chunk()?;
-                if !keep_usage {
-                    chunk.usage = None;
-                }
-                if let Some(model) = model {
-                    chunk.model = model.to_owned();
-                }
-                let mut out = Vec::with_capacity(256);
-                out.extend_from_slice(b"data: ");
-                serde_json::to_writer(&mut out, &chunk).map_err(|error| {
-                    ProviderError::new(
-                        ErrorKind::InvalidResponse,
-                        format!("cannot encode a chunk: {error}"),
-                    )
-                })?;
-                out.extend_from_slice(b"\n\n");
-                return Ok(Bytes::from(out));
-            }
+            ChunkReply::Raw(raw) => match serde_json::from_slice::<ChatChunk>(&raw.data) {
+                Ok(chunk) => return parsed_sse(chunk, model, keep_usage),
+                Err(_) => raw,
+            },
+            ChunkReply::Parsed(chunk) => return parsed_sse(chunk, model, keep_usage),
         };
         let data = &raw.data;
         let mut out = Vec::with_capacity(data.len() + 8 + model.map_or(0, str::len));
@@ -261,14 +248,33 @@ impl ChunkReply {
         match model {
             Some(model) if raw.model_text() != model => {
                 out.extend_from_slice(&data[..raw.model.start]);
+                // A `&str` always encodes.
                 let _ = serde_json::to_writer(&mut out, model);
                 out.extend_from_slice(&data[raw.model.end..]);
             }
             _ => out.extend_from_slice(data),
         }
         out.extend_from_slice(b"\n\n");
-        Ok(Bytes::from(out))
+        Bytes::from(out)
     }
+}
+
+/// A parsed chunk as one SSE event, re-stamped and without usage unless
+/// `keep_usage`.
+fn parsed_sse(mut chunk: ChatChunk, model: Option<&str>, keep_usage: bool) -> Bytes {
+    if !keep_usage {
+        chunk.usage = None;
+    }
+    if let Some(model) = model {
+        chunk.model = model.to_owned();
+    }
+    let mut out = Vec::with_capacity(256);
+    out.extend_from_slice(b"data: ");
+    // A ChatChunk always encodes: its maps have string keys and its
+    // numbers come from JSON.
+    let _ = serde_json::to_writer(&mut out, &chunk);
+    out.extend_from_slice(b"\n\n");
+    Bytes::from(out)
 }
 
 impl From<ChatChunk> for ChunkReply {
@@ -715,7 +721,7 @@ mod tests {
         assert_eq!(reply.content_len(), 6);
         let parsed = reply.clone().into_chunk().unwrap();
         assert_eq!(ChunkReply::Parsed(parsed).content_len(), 6);
-        let sse = reply.to_sse(Some("alias"), false).unwrap();
+        let sse = reply.to_sse(Some("alias"), false);
         assert_eq!(
             std::str::from_utf8(&sse).unwrap(),
             format!("data: {}\n\n", CHUNK.replace(r#""up-1""#, r#""alias""#))
@@ -728,14 +734,27 @@ mod tests {
         let reply = ChunkReply::Raw(chunk(data));
         assert!(reply.is_final());
         assert_eq!(reply.usage().map(|usage| usage.total_tokens), Some(7));
-        let kept = reply.clone().to_sse(None, true).unwrap();
+        let kept = reply.clone().to_sse(None, true);
         assert_eq!(kept, format!("data: {data}\n\n").as_bytes());
-        let dropped = reply.to_sse(Some("alias"), false).unwrap();
+        let dropped = reply.to_sse(Some("alias"), false);
         let text = std::str::from_utf8(&dropped).unwrap();
         let json: Value = serde_json::from_str(text.trim_start_matches("data: ").trim()).unwrap();
         assert_eq!(json["model"], "alias");
         assert!(json.get("usage").is_none(), "{json}");
         assert_eq!(json["choices"][0]["finish_reason"], "stop");
+    }
+
+    #[test]
+    fn a_chunk_whose_usage_cannot_be_removed_is_sent_with_it_not_dropped() {
+        // The check does not read tool calls; ChatChunk does, and refuses
+        // an index that is not a number.
+        let data = r#"{"model":"up","choices":[{"delta":{"tool_calls":[{"index":"x"}]}}],"usage":{"total_tokens":3}}"#;
+        assert!(serde_json::from_str::<ChatChunk>(data).is_err());
+        let sse = ChunkReply::Raw(chunk(data)).to_sse(Some("alias"), false);
+        assert_eq!(
+            std::str::from_utf8(&sse).unwrap(),
+            format!("data: {}\n\n", data.replace(r#""up""#, r#""alias""#))
+        );
     }
 
     #[test]

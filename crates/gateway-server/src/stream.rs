@@ -106,61 +106,53 @@ pub(crate) fn chat_pieces(chunks: ReplyStream, shape: StreamShape) -> Pieces {
     // The shape travels in the state: nothing is cloned per chunk.
     let pieces = futures_util::stream::unfold(Some((chunks, shape)), |state| async move {
         let (mut chunks, shape) = state?;
-        loop {
-            match chunks.next().await {
-                None => {
-                    let piece = Piece {
-                        bytes: Bytes::from_static(DONE),
-                        tokens: None,
-                        chars: 0,
-                        end: Some(StreamEnd::Completed),
-                    };
-                    return Some((piece, None));
-                }
-                Some(Err(error)) => {
-                    let body = ApiError::from_provider(&error).body();
-                    let json = serde_json::to_vec(&body).unwrap_or_default();
-                    let piece = Piece {
-                        bytes: sse::encode_data(&json),
-                        tokens: None,
-                        chars: 0,
-                        end: Some(StreamEnd::Failed {
-                            kind: error.kind.as_str(),
-                            message: error.message,
-                        }),
-                    };
-                    return Some((piece, None));
-                }
-                Some(Ok(chunk)) => {
-                    let tokens = chunk.usage().map(token_counts);
-                    let chars = chunk.content_len();
-                    if !shape.include_usage && !chunk.has_choices() && tokens.is_some() {
-                        // A usage-only chunk the client did not ask for:
-                        // nothing to send, but the count matters.
-                        let piece = Piece {
-                            bytes: Bytes::new(),
-                            tokens,
-                            chars: 0,
-                            end: None,
-                        };
-                        return Some((piece, Some((chunks, shape))));
-                    }
-                    // An OpenAI-format chunk goes out as the upstream wrote
-                    // it, with only `model` replaced.
-                    let Ok(bytes) = chunk.to_sse(shape.model.as_deref(), shape.include_usage)
-                    else {
-                        continue;
-                    };
-                    let piece = Piece {
-                        bytes,
-                        tokens,
-                        chars,
-                        end: None,
-                    };
-                    return Some((piece, Some((chunks, shape))));
-                }
+        let chunk = match chunks.next().await {
+            None => {
+                let piece = Piece {
+                    bytes: Bytes::from_static(DONE),
+                    tokens: None,
+                    chars: 0,
+                    end: Some(StreamEnd::Completed),
+                };
+                return Some((piece, None));
             }
-        }
+            Some(Err(error)) => {
+                let body = ApiError::from_provider(&error).body();
+                let json = serde_json::to_vec(&body).unwrap_or_default();
+                let piece = Piece {
+                    bytes: sse::encode_data(&json),
+                    tokens: None,
+                    chars: 0,
+                    end: Some(StreamEnd::Failed {
+                        kind: error.kind.as_str(),
+                        message: error.message,
+                    }),
+                };
+                return Some((piece, None));
+            }
+            Some(Ok(chunk)) => chunk,
+        };
+        let tokens = chunk.usage().map(token_counts);
+        let piece = if !shape.include_usage && !chunk.has_choices() && tokens.is_some() {
+            // A usage-only chunk the client did not ask for: nothing to
+            // send, but the count matters.
+            Piece {
+                bytes: Bytes::new(),
+                tokens,
+                chars: 0,
+                end: None,
+            }
+        } else {
+            // An OpenAI-format chunk goes out as the upstream wrote it, with
+            // only `model` replaced.
+            Piece {
+                chars: chunk.content_len(),
+                bytes: chunk.to_sse(shape.model.as_deref(), shape.include_usage),
+                tokens,
+                end: None,
+            }
+        };
+        Some((piece, Some((chunks, shape))))
     });
     Box::pin(pieces)
 }
