@@ -63,7 +63,7 @@ impl ChatReply {
             }
             ChatReply::Raw(raw) => Ok(match model {
                 Some(model) => raw.with_model(&model),
-                None => raw.body,
+                None => raw.body.text,
             }),
         }
     }
@@ -81,10 +81,49 @@ impl From<ChatResponse> for ChatReply {
 /// JSON text itself is never re-encoded.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RawChatResponse {
-    body: Bytes,
-    /// Where `model`'s string sits in `body`, quotes included.
-    model: Range<usize>,
+    body: Stamped,
     usage: Option<Usage>,
+}
+
+/// JSON text as received, and where its top-level `model` string sits in it
+/// (quotes included), so the string can be replaced without re-encoding.
+#[derive(Debug, Clone, PartialEq)]
+struct Stamped {
+    text: Bytes,
+    model: Range<usize>,
+}
+
+impl Stamped {
+    /// `model` is the top-level `model` string's text, borrowed from `text`
+    /// by the check's parse (so written without escapes).
+    fn new(text: Bytes, model: &str) -> Self {
+        // The borrowed text lies inside `text`: its offset is the distance
+        // between the two addresses, and its quotes sit one byte either side.
+        let start = model.as_ptr() as usize - text.as_ptr() as usize;
+        Self {
+            model: start - 1..start + model.len() + 1,
+            text,
+        }
+    }
+
+    /// The `model` the upstream wrote: the text between the quotes.
+    fn model(&self) -> &str {
+        let inner = self.model.start + 1..self.model.end - 1;
+        std::str::from_utf8(&self.text[inner]).unwrap_or_default()
+    }
+
+    /// Appends the text to `out`, with `model` replaced when given.
+    fn write(&self, out: &mut Vec<u8>, model: Option<&str>) {
+        match model {
+            Some(model) if self.model() != model => {
+                out.extend_from_slice(&self.text[..self.model.start]);
+                // A `&str` always encodes.
+                let _ = serde_json::to_writer(&mut *out, model);
+                out.extend_from_slice(&self.text[self.model.end..]);
+            }
+            _ => out.extend_from_slice(&self.text),
+        }
+    }
 }
 
 impl RawChatResponse {
@@ -105,29 +144,21 @@ impl RawChatResponse {
         let Some(ModelText(Some(model))) = checked.model else {
             return Ok(None);
         };
-        // The borrowed text lies inside `body`: its offset is the distance
-        // between the two addresses, and its quotes sit one byte either side.
-        let start = model.as_ptr() as usize - body.as_ptr() as usize;
-        let span = start - 1..start + model.len() + 1;
-        let usage = checked.usage.map(Usage::from);
+        let body = Stamped::new(body.clone(), model);
         Ok(Some(Self {
             body,
-            model: span,
-            usage,
+            usage: checked.usage.map(Usage::from),
         }))
     }
 
     /// The body as received.
     pub fn body(&self) -> &Bytes {
-        &self.body
+        &self.body.text
     }
 
     /// The `model` the upstream wrote.
     pub fn model(&self) -> &str {
-        // Checked at parse: a string without escapes, so the text between
-        // the quotes is the value.
-        let inner = self.model.start + 1..self.model.end - 1;
-        std::str::from_utf8(&self.body[inner]).unwrap_or_default()
+        self.body.model()
     }
 
     /// The reported token counts: the totals and `cached_tokens`, which is
@@ -140,19 +171,16 @@ impl RawChatResponse {
     /// The body with `model` replaced by `model`; the rest byte for byte.
     pub fn with_model(&self, model: &str) -> Bytes {
         if self.model() == model {
-            return self.body.clone();
+            return self.body.text.clone();
         }
-        let mut out = Vec::with_capacity(self.body.len() + model.len() + 8);
-        out.extend_from_slice(&self.body[..self.model.start]);
-        // A `&str` always encodes.
-        let _ = serde_json::to_writer(&mut out, model);
-        out.extend_from_slice(&self.body[self.model.end..]);
+        let mut out = Vec::with_capacity(self.body.text.len() + model.len() + 8);
+        self.body.write(&mut out, Some(model));
         Bytes::from(out)
     }
 
     /// The body parsed in full.
     pub fn to_response(&self) -> Result<ChatResponse, ProviderError> {
-        serde_json::from_slice(&self.body).map_err(|error| {
+        serde_json::from_slice(&self.body.text).map_err(|error| {
             ProviderError::new(
                 ErrorKind::InvalidResponse,
                 format!("the upstream body is not a valid response: {error}"),
@@ -191,13 +219,7 @@ impl ChunkReply {
     /// such a chunk, the end of the body is a complete answer.
     pub fn is_final(&self) -> bool {
         match self {
-            ChunkReply::Parsed(chunk) => {
-                chunk.usage.is_some()
-                    || chunk
-                        .choices
-                        .iter()
-                        .any(|choice| choice.finish_reason.is_some())
-            }
+            ChunkReply::Parsed(chunk) => chunk_is_final(chunk),
             ChunkReply::Raw(raw) => raw.finished || raw.usage.is_some(),
         }
     }
@@ -219,7 +241,7 @@ impl ChunkReply {
     pub fn into_chunk(self) -> Result<ChatChunk, ProviderError> {
         match self {
             ChunkReply::Parsed(chunk) => Ok(chunk),
-            ChunkReply::Raw(raw) => serde_json::from_slice(&raw.data).map_err(|error| {
+            ChunkReply::Raw(raw) => serde_json::from_slice(raw.data()).map_err(|error| {
                 ProviderError::new(
                     ErrorKind::InvalidResponse,
                     format!("the upstream chunk is not a valid chunk: {error}"),
@@ -236,24 +258,15 @@ impl ChunkReply {
     pub fn to_sse(self, model: Option<&str>, keep_usage: bool) -> Bytes {
         let raw = match self {
             ChunkReply::Raw(raw) if keep_usage || raw.usage.is_none() => raw,
-            ChunkReply::Raw(raw) => match serde_json::from_slice::<ChatChunk>(&raw.data) {
+            ChunkReply::Raw(raw) => match serde_json::from_slice::<ChatChunk>(raw.data()) {
                 Ok(chunk) => return parsed_sse(chunk, model, keep_usage),
                 Err(_) => raw,
             },
             ChunkReply::Parsed(chunk) => return parsed_sse(chunk, model, keep_usage),
         };
-        let data = &raw.data;
-        let mut out = Vec::with_capacity(data.len() + 8 + model.map_or(0, str::len));
+        let mut out = Vec::with_capacity(raw.data().len() + 8 + model.map_or(0, str::len));
         out.extend_from_slice(b"data: ");
-        match model {
-            Some(model) if raw.model_text() != model => {
-                out.extend_from_slice(&data[..raw.model.start]);
-                // A `&str` always encodes.
-                let _ = serde_json::to_writer(&mut out, model);
-                out.extend_from_slice(&data[raw.model.end..]);
-            }
-            _ => out.extend_from_slice(data),
-        }
+        raw.data.write(&mut out, model);
         out.extend_from_slice(b"\n\n");
         Bytes::from(out)
     }
@@ -289,9 +302,7 @@ impl From<ChatChunk> for ChunkReply {
 /// Built only by [`RawChatChunk::parse`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct RawChatChunk {
-    data: Bytes,
-    /// Where `model`'s string sits in `data`, quotes included.
-    model: Range<usize>,
+    data: Stamped,
     usage: Option<Usage>,
     choices: usize,
     finished: bool,
@@ -324,32 +335,34 @@ impl RawChatChunk {
         let Some(ModelText(Some(model))) = shape.model else {
             return Ok(None);
         };
-        let start = model.as_ptr() as usize - data.as_ptr() as usize;
-        let span = start - 1..start + model.len() + 1;
         Ok(Some(Self {
-            model: span,
+            data: Stamped::new(data.clone(), model),
             usage: shape.usage.map(Usage::from),
             choices: shape.choices.count,
             finished: shape.choices.finished,
             content_len: shape.choices.content_len,
-            data,
         }))
     }
 
     /// The event's JSON as received.
     pub fn data(&self) -> &Bytes {
-        &self.data
+        &self.data.text
     }
 
     /// The reported token counts, as [`RawChatResponse::usage`].
     pub fn usage(&self) -> Option<&Usage> {
         self.usage.as_ref()
     }
+}
 
-    fn model_text(&self) -> &str {
-        let inner = self.model.start + 1..self.model.end - 1;
-        std::str::from_utf8(&self.data[inner]).unwrap_or_default()
-    }
+/// Whether a choice of `chunk` finished or it carries usage (see
+/// [`ChunkReply::is_final`]).
+pub(crate) fn chunk_is_final(chunk: &ChatChunk) -> bool {
+    chunk.usage.is_some()
+        || chunk
+            .choices
+            .iter()
+            .any(|choice| choice.finish_reason.is_some())
 }
 
 /// The error for an OpenAI-format `{"error": ...}` stream event.

@@ -5,8 +5,8 @@
 use crate::engine::{Engine, Outcome};
 use crate::state::{with_table, RouterState};
 use futures_core::Stream;
-use gateway_providers::{ChunkReply, ProviderError};
-use gateway_types::{ChatChunk, Usage};
+use gateway_providers::{ChatReply, ChunkReply, ProviderError};
+use gateway_types::{ChatChunk, ChatResponse, Usage};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -132,20 +132,33 @@ impl CallGuard {
     }
 }
 
-/// What a committed stream needs of its items: the usage a chunk reports.
-pub(crate) trait StreamItem: Send + Unpin + 'static {
+/// An answer (or a stream's chunk) in either of its forms: what the router
+/// reads of it is the usage it reports.
+pub(crate) trait Reported: Send + Unpin + 'static {
     fn usage(&self) -> Option<&Usage>;
 }
 
-impl StreamItem for ChatChunk {
+impl Reported for ChatChunk {
     fn usage(&self) -> Option<&Usage> {
         self.usage.as_ref()
     }
 }
 
-impl StreamItem for ChunkReply {
+impl Reported for ChunkReply {
     fn usage(&self) -> Option<&Usage> {
         ChunkReply::usage(self)
+    }
+}
+
+impl Reported for ChatResponse {
+    fn usage(&self) -> Option<&Usage> {
+        self.usage.as_ref()
+    }
+}
+
+impl Reported for ChatReply {
+    fn usage(&self) -> Option<&Usage> {
+        ChatReply::usage(self)
     }
 }
 
@@ -160,7 +173,7 @@ pub(crate) struct Peeked<T> {
 
 /// Commits to a peeked stream: records its time to first token and returns
 /// the stream with the first chunk put back in front.
-pub(crate) fn commit<T: StreamItem>(peeked: Peeked<T>, guard: InFlight) -> ItemStream<T> {
+pub(crate) fn commit<T: Reported>(peeked: Peeked<T>, guard: InFlight) -> ItemStream<T> {
     guard.first_chunk();
     Box::pin(CommittedStream {
         tokens: peeked.first.usage().map_or(0, |usage| usage.total_tokens),
@@ -181,7 +194,7 @@ struct CommittedStream<T> {
     done: bool,
 }
 
-impl<T: StreamItem> Stream for CommittedStream<T> {
+impl<T: Reported> Stream for CommittedStream<T> {
     type Item = Result<T, ProviderError>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {

@@ -1,7 +1,7 @@
 //! The async driver: resolves groups, asks the engine what to do, calls
 //! providers under deadlines, retries, waits and falls back.
 
-use crate::attempt::{commit, now, CallGuard, InFlight, ItemStream, Peeked, Shared, StreamItem};
+use crate::attempt::{commit, now, CallGuard, InFlight, ItemStream, Peeked, Reported, Shared};
 use crate::engine::{Engine, GroupId, Pick, PickRequest, Step};
 use crate::policy::{self, Retry};
 use crate::state::{with_table, FastRng, MemoryState, Rng, RouterState, StatsTable};
@@ -17,7 +17,7 @@ use gateway_providers::{
 };
 use gateway_types::{
     ChatChunk, ChatRequest, ChatResponse, EmbeddingsRequest, EmbeddingsResponse, Message,
-    ModelName, Role, Usage,
+    ModelName, Role,
 };
 use std::borrow::Cow;
 use std::future::Future;
@@ -714,14 +714,12 @@ fn attempt_deadline(
 }
 
 /// The two forms a non-stream chat answer is asked for in.
-trait ChatAnswer: Send + Sized {
+trait ChatAnswer: Reported + Sized {
     fn call<'a>(
         provider: &'a dyn Provider,
         request: &'a ChatRequest,
         cx: &'a CallContext,
     ) -> Pin<Box<dyn Future<Output = Result<Self, ProviderError>> + Send + 'a>>;
-
-    fn usage(&self) -> Option<&Usage>;
 }
 
 impl ChatAnswer for ChatResponse {
@@ -731,10 +729,6 @@ impl ChatAnswer for ChatResponse {
         cx: &'a CallContext,
     ) -> Pin<Box<dyn Future<Output = Result<Self, ProviderError>> + Send + 'a>> {
         provider.chat(request, cx)
-    }
-
-    fn usage(&self) -> Option<&Usage> {
-        self.usage.as_ref()
     }
 }
 
@@ -746,14 +740,10 @@ impl ChatAnswer for ChatReply {
     ) -> Pin<Box<dyn Future<Output = Result<Self, ProviderError>> + Send + 'a>> {
         provider.chat_reply(request, cx)
     }
-
-    fn usage(&self) -> Option<&Usage> {
-        ChatReply::usage(self)
-    }
 }
 
 /// The two forms a chat stream is asked for in.
-trait StreamAnswer: StreamItem + Sized {
+trait StreamAnswer: Reported + Sized {
     fn open<'a>(
         provider: &'a dyn Provider,
         request: &'a ChatRequest,

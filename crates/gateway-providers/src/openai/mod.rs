@@ -340,17 +340,12 @@ pub fn chunks_from_events(
     provider: &'static str,
     events: impl futures_core::Stream<Item = Result<sse::SseEvent, ProviderError>> + Send + 'static,
 ) -> ChunkStream {
-    Box::pin(
-        from_events(provider, events, |provider, data| {
-            parse_chunk(provider, data.trim()).map(ChunkReply::Parsed)
-        })
-        .map(|item| {
-            item.and_then(|reply| match reply {
-                ChunkReply::Parsed(chunk) => Ok(chunk),
-                raw => raw.into_chunk(),
-            })
-        }),
-    )
+    Box::pin(from_events(
+        provider,
+        events,
+        |provider, data| parse_chunk(provider, data.trim()),
+        crate::reply::chunk_is_final,
+    ))
 }
 
 /// [`chunks_from_events`], keeping each chunk's own JSON
@@ -360,17 +355,23 @@ pub fn replies_from_events(
     provider: &'static str,
     events: impl futures_core::Stream<Item = Result<sse::SseEvent, ProviderError>> + Send + 'static,
 ) -> ReplyStream {
-    Box::pin(from_events(provider, events, |provider, data| {
-        let data = bytes::Bytes::from(data);
-        match RawChatChunk::parse(provider, data.clone())? {
-            Some(raw) => Ok(ChunkReply::Raw(raw)),
-            None => parse_chunk(
-                provider,
-                std::str::from_utf8(&data).unwrap_or_default().trim(),
-            )
-            .map(ChunkReply::Parsed),
-        }
-    }))
+    Box::pin(from_events(
+        provider,
+        events,
+        |provider, data| {
+            let data = bytes::Bytes::from(data);
+            match RawChatChunk::parse(provider, data.clone())? {
+                Some(raw) => Ok(ChunkReply::Raw(raw)),
+                // The check already found the data UTF-8.
+                None => parse_chunk(
+                    provider,
+                    std::str::from_utf8(&data).unwrap_or_default().trim(),
+                )
+                .map(ChunkReply::Parsed),
+            }
+        },
+        ChunkReply::is_final,
+    ))
 }
 
 fn parse_chunk(provider: &str, data: &str) -> Result<ChatChunk, ProviderError> {
@@ -388,11 +389,12 @@ fn parse_chunk(provider: &str, data: &str) -> Result<ChatChunk, ProviderError> {
 /// The event loop shared by both forms: `[DONE]` ends the stream, empty
 /// events are skipped, and a body that ends before `[DONE]` and before any
 /// final chunk (a finish_reason or usage) is a truncation error.
-fn from_events(
+fn from_events<T: Send + 'static>(
     provider: &'static str,
     events: impl futures_core::Stream<Item = Result<sse::SseEvent, ProviderError>> + Send + 'static,
-    decode: fn(&'static str, String) -> Result<ChunkReply, ProviderError>,
-) -> impl futures_core::Stream<Item = Result<ChunkReply, ProviderError>> + Send {
+    decode: fn(&'static str, String) -> Result<T, ProviderError>,
+    is_final: fn(&T) -> bool,
+) -> impl futures_core::Stream<Item = Result<T, ProviderError>> + Send {
     let events = Box::pin(events);
     futures_util::stream::unfold(Some((events, false)), move |state| async move {
         let (mut events, mut finished) = state?;
@@ -411,7 +413,7 @@ fn from_events(
                     }
                     return match decode(provider, event.data) {
                         Ok(reply) => {
-                            finished |= reply.is_final();
+                            finished |= is_final(&reply);
                             Some((Ok(reply), Some((events, finished))))
                         }
                         Err(error) => Some((Err(error), None)),
