@@ -358,7 +358,9 @@ fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
     era * 146_097 + day_of_era - 719_468
 }
 
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian
+/// (Howard Hinnant's `civil_from_days`).
+pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;
     let era = if z >= 0 { z } else { z - 146_096 } / 146_097;
     let day_of_era = z - era * 146_097;
@@ -459,5 +461,30 @@ mod tests {
             BudgetDuration::Months(1).after(start),
             at("2024-02-29T10:00:00")
         );
+    }
+
+    #[test]
+    fn civil_dates_agree_with_a_day_by_day_walk() {
+        // Walk forward from 1970-01-01 for 200 years and compare.
+        let (mut year, mut month, mut day) = (1970i64, 1u32, 1u32);
+        for days in 0..(200 * 366) {
+            assert_eq!(civil_from_days(days), (year, month, day), "day {days}");
+            let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+            let length = match month {
+                2 if leap => 29,
+                2 => 28,
+                4 | 6 | 9 | 11 => 30,
+                _ => 31,
+            };
+            day += 1;
+            if day > length {
+                day = 1;
+                month += 1;
+                if month > 12 {
+                    month = 1;
+                    year += 1;
+                }
+            }
+        }
     }
 }
