@@ -16,21 +16,15 @@ use gateway_types::JsonObject;
 use serde::ser::{Error as _, Impossible, Serialize, SerializeMap, SerializeStruct, Serializer};
 use serde_json::Value;
 
+/// Serializer methods that refuse their input with `$error()`.
 macro_rules! reject {
-    ($($method:ident($($arg:ty),*)),* $(,)?) => {
-        $(fn $method(self, $(_: $arg),*) -> Result<Self::Ok, Self::Error> {
-            Err(not_an_object())
+    ($error:ident: $($method:ident($($arg:ty),*) -> $ok:ty),* $(,)?) => {
+        $(fn $method(self, $(_: $arg),*) -> Result<$ok, Self::Error> {
+            Err($error())
         })*
     };
 }
 
-macro_rules! reject_key {
-    ($($method:ident($($arg:ty),*)),* $(,)?) => {
-        $(fn $method(self, $(_: $arg),*) -> Result<(), Self::Error> {
-            Err(key_not_text())
-        })*
-    };
-}
 /// What to change in a request on its way upstream.
 pub(crate) struct Patch<'a> {
     pub(crate) model: &'a Value,
@@ -281,25 +275,32 @@ impl<'p, S: Serializer> Serializer for TopLevel<'p, S> {
         Ok(Fields::new(self.inner.serialize_map(None)?, self.patch))
     }
 
-    reject!(
-        serialize_bool(bool),
-        serialize_i8(i8),
-        serialize_i16(i16),
-        serialize_i32(i32),
-        serialize_i64(i64),
-        serialize_u8(u8),
-        serialize_u16(u16),
-        serialize_u32(u32),
-        serialize_u64(u64),
-        serialize_f32(f32),
-        serialize_f64(f64),
-        serialize_char(char),
-        serialize_str(&str),
-        serialize_bytes(&[u8]),
-        serialize_none(),
-        serialize_unit(),
-        serialize_unit_struct(&'static str),
-        serialize_unit_variant(&'static str, u32, &'static str),
+    reject!(not_an_object:
+        serialize_bool(bool) -> Self::Ok,
+        serialize_i8(i8) -> Self::Ok,
+        serialize_i16(i16) -> Self::Ok,
+        serialize_i32(i32) -> Self::Ok,
+        serialize_i64(i64) -> Self::Ok,
+        serialize_u8(u8) -> Self::Ok,
+        serialize_u16(u16) -> Self::Ok,
+        serialize_u32(u32) -> Self::Ok,
+        serialize_u64(u64) -> Self::Ok,
+        serialize_f32(f32) -> Self::Ok,
+        serialize_f64(f64) -> Self::Ok,
+        serialize_char(char) -> Self::Ok,
+        serialize_str(&str) -> Self::Ok,
+        serialize_bytes(&[u8]) -> Self::Ok,
+        serialize_none() -> Self::Ok,
+        serialize_unit() -> Self::Ok,
+        serialize_unit_struct(&'static str) -> Self::Ok,
+        serialize_unit_variant(&'static str, u32, &'static str) -> Self::Ok,
+        serialize_seq(Option<usize>) -> Self::SerializeSeq,
+        serialize_tuple(usize) -> Self::SerializeTuple,
+        serialize_tuple_struct(&'static str, usize) -> Self::SerializeTupleStruct,
+        serialize_tuple_variant(&'static str, u32, &'static str, usize)
+            -> Self::SerializeTupleVariant,
+        serialize_struct_variant(&'static str, u32, &'static str, usize)
+            -> Self::SerializeStructVariant,
     );
 
     fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result<Self::Ok, Self::Error> {
@@ -321,42 +322,6 @@ impl<'p, S: Serializer> Serializer for TopLevel<'p, S> {
         _variant: &'static str,
         _value: &T,
     ) -> Result<Self::Ok, Self::Error> {
-        Err(not_an_object())
-    }
-
-    fn serialize_seq(self, _len: Option<usize>) -> Result<Self::SerializeSeq, Self::Error> {
-        Err(not_an_object())
-    }
-
-    fn serialize_tuple(self, _len: usize) -> Result<Self::SerializeTuple, Self::Error> {
-        Err(not_an_object())
-    }
-
-    fn serialize_tuple_struct(
-        self,
-        _name: &'static str,
-        _len: usize,
-    ) -> Result<Self::SerializeTupleStruct, Self::Error> {
-        Err(not_an_object())
-    }
-
-    fn serialize_tuple_variant(
-        self,
-        _name: &'static str,
-        _index: u32,
-        _variant: &'static str,
-        _len: usize,
-    ) -> Result<Self::SerializeTupleVariant, Self::Error> {
-        Err(not_an_object())
-    }
-
-    fn serialize_struct_variant(
-        self,
-        _name: &'static str,
-        _index: u32,
-        _variant: &'static str,
-        _len: usize,
-    ) -> Result<Self::SerializeStructVariant, Self::Error> {
         Err(not_an_object())
     }
 }
@@ -399,23 +364,32 @@ impl Serializer for KeyText<'_> {
         value.serialize(self)
     }
 
-    reject_key!(
-        serialize_bool(bool),
-        serialize_i8(i8),
-        serialize_i16(i16),
-        serialize_i32(i32),
-        serialize_i64(i64),
-        serialize_u8(u8),
-        serialize_u16(u16),
-        serialize_u32(u32),
-        serialize_u64(u64),
-        serialize_f32(f32),
-        serialize_f64(f64),
-        serialize_char(char),
-        serialize_bytes(&[u8]),
-        serialize_none(),
-        serialize_unit(),
-        serialize_unit_struct(&'static str),
+    reject!(key_not_text:
+        serialize_bool(bool) -> Self::Ok,
+        serialize_i8(i8) -> Self::Ok,
+        serialize_i16(i16) -> Self::Ok,
+        serialize_i32(i32) -> Self::Ok,
+        serialize_i64(i64) -> Self::Ok,
+        serialize_u8(u8) -> Self::Ok,
+        serialize_u16(u16) -> Self::Ok,
+        serialize_u32(u32) -> Self::Ok,
+        serialize_u64(u64) -> Self::Ok,
+        serialize_f32(f32) -> Self::Ok,
+        serialize_f64(f64) -> Self::Ok,
+        serialize_char(char) -> Self::Ok,
+        serialize_bytes(&[u8]) -> Self::Ok,
+        serialize_none() -> Self::Ok,
+        serialize_unit() -> Self::Ok,
+        serialize_unit_struct(&'static str) -> Self::Ok,
+        serialize_seq(Option<usize>) -> Self::SerializeSeq,
+        serialize_tuple(usize) -> Self::SerializeTuple,
+        serialize_tuple_struct(&'static str, usize) -> Self::SerializeTupleStruct,
+        serialize_tuple_variant(&'static str, u32, &'static str, usize)
+            -> Self::SerializeTupleVariant,
+        serialize_map(Option<usize>) -> Self::SerializeMap,
+        serialize_struct(&'static str, usize) -> Self::SerializeStruct,
+        serialize_struct_variant(&'static str, u32, &'static str, usize)
+            -> Self::SerializeStructVariant,
     );
 
     fn serialize_some<T: Serialize + ?Sized>(self, _value: &T) -> Result<(), Self::Error> {
@@ -429,54 +403,6 @@ impl Serializer for KeyText<'_> {
         _variant: &'static str,
         _value: &T,
     ) -> Result<(), Self::Error> {
-        Err(key_not_text())
-    }
-
-    fn serialize_seq(self, _len: Option<usize>) -> Result<Self::SerializeSeq, Self::Error> {
-        Err(key_not_text())
-    }
-
-    fn serialize_tuple(self, _len: usize) -> Result<Self::SerializeTuple, Self::Error> {
-        Err(key_not_text())
-    }
-
-    fn serialize_tuple_struct(
-        self,
-        _name: &'static str,
-        _len: usize,
-    ) -> Result<Self::SerializeTupleStruct, Self::Error> {
-        Err(key_not_text())
-    }
-
-    fn serialize_tuple_variant(
-        self,
-        _name: &'static str,
-        _index: u32,
-        _variant: &'static str,
-        _len: usize,
-    ) -> Result<Self::SerializeTupleVariant, Self::Error> {
-        Err(key_not_text())
-    }
-
-    fn serialize_map(self, _len: Option<usize>) -> Result<Self::SerializeMap, Self::Error> {
-        Err(key_not_text())
-    }
-
-    fn serialize_struct(
-        self,
-        _name: &'static str,
-        _len: usize,
-    ) -> Result<Self::SerializeStruct, Self::Error> {
-        Err(key_not_text())
-    }
-
-    fn serialize_struct_variant(
-        self,
-        _name: &'static str,
-        _index: u32,
-        _variant: &'static str,
-        _len: usize,
-    ) -> Result<Self::SerializeStructVariant, Self::Error> {
         Err(key_not_text())
     }
 }
