@@ -440,10 +440,12 @@ where
     }
 }
 
-/// Reads a request's headers and body (bounded by the configured limit).
+/// Reads a request's headers and body (bounded by the configured limit),
+/// keeping the redacted body in `outcome` when bodies are logged.
 pub(crate) async fn read_request<B>(
     runtime: &Runtime,
     request: Request<B>,
+    outcome: &mut Outcome,
 ) -> Result<(HeaderMap, Bytes), ApiError>
 where
     B: hyper::body::Body<Data = Bytes> + Send,
@@ -461,10 +463,12 @@ where
         runtime.config.general.max_request_bytes,
     )
     .await?;
+    if outcome.log_bodies {
+        outcome.request_body = Some(redacted_body(runtime, &bytes));
+    }
     Ok((parts.headers, bytes))
 }
 
-/// Who is calling a model endpoint.
 /// Who is calling a model endpoint, for budget admission.
 pub(crate) struct Caller<'a> {
     pub(crate) gateway: &'a Gateway,
@@ -517,10 +521,7 @@ where
     B: hyper::body::Body<Data = Bytes> + Send,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
-    let (headers, bytes) = read_request(runtime, request).await?;
-    if outcome.log_bodies {
-        outcome.request_body = Some(redacted_body(runtime, &bytes));
-    }
+    let (headers, bytes) = read_request(runtime, request, outcome).await?;
     let mut chat: ChatRequest = parse_json(&bytes)?;
     if chat.model.trim().is_empty() {
         return Err(ApiError::invalid_request("`model` must not be empty").with_param("model"));
@@ -602,10 +603,7 @@ where
     B: hyper::body::Body<Data = Bytes> + Send,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
-    let (headers, bytes) = read_request(runtime, request).await?;
-    if outcome.log_bodies {
-        outcome.request_body = Some(redacted_body(runtime, &bytes));
-    }
+    let (headers, bytes) = read_request(runtime, request, outcome).await?;
     let mut embeddings: EmbeddingsRequest = parse_json(&bytes)?;
     let valid_input = match &embeddings.input {
         serde_json::Value::String(text) => !text.is_empty(),

@@ -28,7 +28,7 @@ use crate::gateway::Runtime;
 use crate::handlers::{event_stream_head, read_request, route_result, Caller, Outcome};
 use crate::http::{json_response, Body};
 use crate::metrics::TokenCounts;
-use crate::observe::{redacted_body, token_counts, StreamEnd};
+use crate::observe::{token_counts, StreamEnd};
 use crate::request::{parse_json, take_options};
 use crate::stream::{Piece, Pieces};
 use bytes::Bytes;
@@ -64,10 +64,7 @@ where
     B: hyper::body::Body<Data = Bytes> + Send,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
-    let (headers, bytes) = read_request(runtime, request).await?;
-    if outcome.log_bodies {
-        outcome.request_body = Some(redacted_body(runtime, &bytes));
-    }
+    let (headers, bytes) = read_request(runtime, request, outcome).await?;
     let Parsed {
         mut native,
         mut chat,
@@ -172,10 +169,7 @@ where
     B: hyper::body::Body<Data = Bytes> + Send,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
-    let (_headers, bytes) = read_request(runtime, request).await?;
-    if outcome.log_bodies {
-        outcome.request_body = Some(redacted_body(runtime, &bytes));
-    }
+    let (_headers, bytes) = read_request(runtime, request, outcome).await?;
     let body: Value = parse_json(&bytes)?;
     let input_tokens = match messages_to_chat_request(&body) {
         Ok(chat) => tokens::count_chat(runtime.router.settings().tokenizer, &chat),
