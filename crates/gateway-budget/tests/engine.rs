@@ -567,3 +567,33 @@ fn engine_and_reservations_cross_threads_and_awaits() {
     assert_send_sync::<BudgetEngine>();
     assert_send::<Reservation>();
 }
+
+#[test]
+fn spend_and_budget_reads_the_live_counters_of_each_level() {
+    let mut member = key("sk-spender");
+    member.team_id = Some("t-spend".into());
+    member.policy.max_budget = Some(usd(10.0));
+    let team = TeamRecord::new("t-spend", now());
+    let engine = engine(vec![Entity::Key(member), Entity::Team(team)]);
+    let key_id = EntityId::Key(KeyHash::of_key("sk-spender"));
+    let team_id = EntityId::Team("t-spend".into());
+    assert_eq!(
+        engine.spend_and_budget(&key_id),
+        Some((NanoUsd::ZERO, Some(usd(10.0))))
+    );
+
+    let reservation = reserve(&engine, "sk-spender", "gpt-4o", usd(1.0), now()).expect("admitted");
+    settle(&engine, reservation, usd(2.5), later(1));
+
+    assert_eq!(
+        engine.spend_and_budget(&key_id),
+        Some((usd(2.5), Some(usd(10.0))))
+    );
+    // The team has no budget of its own but counts the spend.
+    assert_eq!(engine.spend_and_budget(&team_id), Some((usd(2.5), None)));
+    assert_eq!(spend(&engine, &key_id), usd(2.5));
+    assert_eq!(
+        engine.spend_and_budget(&EntityId::Team("t-unknown".into())),
+        None
+    );
+}

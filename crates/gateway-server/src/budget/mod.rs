@@ -407,23 +407,26 @@ impl Admission {
                 sender.send(alerts);
             }
             if let Some(key) = &self.key {
-                if let Some(Entity::Key(live)) = self.engine.get(&EntityId::Key(key.token.clone()))
+                // The key's alias is the one it was admitted with; spend and
+                // budget are read live, without copying the records.
+                if let Some((spend, max)) = self
+                    .engine
+                    .spend_and_budget(&EntityId::Key(key.token.clone()))
                 {
-                    key_spend = Some(live.spend);
-                    if let (Some(alias), Some(max)) = (&live.key_alias, live.policy.max_budget) {
-                        metrics::set_key_budget_remaining(alias, (max - live.spend).as_usd());
+                    key_spend = Some(spend);
+                    if let (Some(alias), Some(max)) = (&key.key_alias, max) {
+                        metrics::set_key_budget_remaining(alias, (max - spend).as_usd());
                     }
                 }
                 if let Some(team_id) = &key.team_id {
-                    if let Some(Entity::Team(team)) =
-                        self.engine.get(&EntityId::Team(team_id.clone()))
+                    if let Some((spend, Some(max))) = self
+                        .engine
+                        .spend_and_budget(&EntityId::Team(team_id.clone()))
                     {
-                        if let Some(max) = team.policy.max_budget {
-                            metrics::set_team_budget_remaining(
-                                &self.team_alias,
-                                (max - team.spend).as_usd(),
-                            );
-                        }
+                        metrics::set_team_budget_remaining(
+                            &self.team_alias,
+                            (max - spend).as_usd(),
+                        );
                     }
                 }
             }
