@@ -150,6 +150,9 @@ struct Bench<'a> {
     direct: Target,
     proxied: Target,
     ticks_per_second: u64,
+    /// Measure the local PostgreSQL server's CPU (the `keys` scenario with a
+    /// database on this machine).
+    watch_database: bool,
 }
 
 fn run(cli: &Cli) -> anyhow::Result<Report> {
@@ -252,6 +255,11 @@ fn run(cli: &Cli) -> anyhow::Result<Report> {
             direct,
             proxied,
             ticks_per_second: process::clock_ticks_per_second(),
+            watch_database: cli.scenario == Scenario::Keys
+                && cli
+                    .database_url
+                    .as_deref()
+                    .is_some_and(process::is_local_database),
         };
         bench.smoke_test().await?;
         let mut levels = Vec::new();
@@ -323,10 +331,18 @@ impl Bench<'_> {
     /// Warm-up, then `rounds` interleaved rounds per target at `concurrency`.
     async fn level(&mut self, concurrency: usize) -> anyhow::Result<Level> {
         eprintln!("concurrency {concurrency}: warm-up");
+        // The database works for the gateway's requests only, but later:
+        // the spend writer batches rows. So its CPU is counted over the
+        // whole level, warm-up included, per gateway request of the level.
+        let database_before = self
+            .watch_database
+            .then(|| process::processes_cpu_ticks(DATABASE_PROCESS));
+        let mut warmup_answered = 0;
         if self.cli.warmup > 0.0 {
             let warmup = self.round_spec(concurrency, self.cli.warmup, None);
             load::run_round(&self.direct, warmup).await?;
-            load::run_round(&self.proxied, warmup).await?;
+            let result = load::run_round(&self.proxied, warmup).await?;
+            warmup_answered = result.ok + result.errors;
         }
         let spec = self.round_spec(concurrency, self.cli.duration, self.cli.requests);
         let mut direct = Accumulator::new()?;
@@ -366,6 +382,14 @@ impl Bench<'_> {
                 }
             }
         }
+        let database_cpu_us_per_request = database_before.map(|before| {
+            let after = process::processes_cpu_ticks(DATABASE_PROCESS);
+            report::cpu_us_per_request(
+                process::ticks_since(&before, &after),
+                self.ticks_per_second,
+                warmup_answered + proxied.answered(),
+            )
+        });
         let memory = self.gateway.memory()?;
         let direct_summary = direct.summary();
         let gateway_summary = proxied.summary();
@@ -397,6 +421,7 @@ impl Bench<'_> {
                 ticks,
                 proxied.answered(),
             ),
+            database_cpu_us_per_request,
             gateway_peak_rss_kib: memory.peak_kib,
             direct: direct_summary,
             gateway: gateway_summary,
@@ -415,6 +440,9 @@ impl Bench<'_> {
         Ok(level)
     }
 }
+
+/// The command name of a PostgreSQL server's processes.
+const DATABASE_PROCESS: &str = "postgres";
 
 /// Starts the fake upstream with the listeners the scenario needs and says
 /// what the gateway's config must point at.

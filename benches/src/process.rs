@@ -6,6 +6,7 @@
 //! in the benchmark's process group, so Ctrl-C in a terminal reaches it too.
 
 use anyhow::{bail, Context};
+use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -205,6 +206,54 @@ pub fn threads_cpu_ticks(name: &str) -> u64 {
         .sum()
 }
 
+/// CPU ticks (user + system) of every process whose command name starts
+/// with `prefix`, by pid: e.g. a local PostgreSQL server and its backends,
+/// which all run as `postgres`.
+pub fn processes_cpu_ticks(prefix: &str) -> HashMap<u32, u64> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return HashMap::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| {
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let comm = std::fs::read_to_string(entry.path().join("comm")).ok()?;
+            if !comm.starts_with(prefix) {
+                return None;
+            }
+            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+            Some((pid, parse_stat_cpu(&stat)?))
+        })
+        .collect()
+}
+
+/// Ticks spent between two [`processes_cpu_ticks`] snapshots: each process's
+/// growth, and the whole count of one that started in between. A process
+/// that exited in between is lost (its ticks left `/proc` with it).
+pub fn ticks_since(before: &HashMap<u32, u64>, after: &HashMap<u32, u64>) -> u64 {
+    after
+        .iter()
+        .map(|(pid, ticks)| ticks.saturating_sub(before.get(pid).copied().unwrap_or(0)))
+        .sum()
+}
+
+/// Whether a PostgreSQL URL names this machine (so its server's processes
+/// are the ones `/proc` shows): host `127.0.0.1`, `localhost`, `[::1]`, or
+/// none (the local socket).
+pub fn is_local_database(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split(['/', '?']).next().unwrap_or("");
+    let host_port = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    let host = if let Some(bracketed) = host_port.strip_prefix('[') {
+        bracketed.split(']').next().unwrap_or("")
+    } else {
+        host_port.split(':').next().unwrap_or("")
+    };
+    matches!(host, "" | "127.0.0.1" | "localhost" | "::1")
+}
+
 /// The last `lines` lines of a log file, for error messages.
 pub fn log_tail(path: &Path, lines: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
@@ -273,6 +322,32 @@ mod tests {
         let status = "Name:\tgateway\nVmHWM:\t   20480 kB\nVmRSS:\t   10240 kB\n";
         let memory = parse_status_memory(status);
         assert_eq!((memory.rss_kib, memory.peak_kib), (10240, 20480));
+    }
+
+    #[test]
+    fn ticks_since_counts_growth_and_new_processes_but_not_exited_ones() {
+        let before = HashMap::from([(10, 100), (11, 50), (12, 7)]);
+        // 10 grew by 5, 11 did not change, 12 exited, 13 started.
+        let after = HashMap::from([(10, 105), (11, 50), (13, 4)]);
+        assert_eq!(ticks_since(&before, &after), 9);
+    }
+
+    #[test]
+    fn local_database_urls_are_recognised() {
+        for url in [
+            "postgres://postgres@127.0.0.1:5432/gateway_bench",
+            "postgresql://user:secret@localhost/db",
+            "postgres://[::1]:5432/db",
+            "postgres:///db?host=/var/run/postgresql",
+        ] {
+            assert!(is_local_database(url), "{url}");
+        }
+        for url in [
+            "postgres://postgres@db.internal:5432/gateway_bench",
+            "postgres://user:127.0.0.1@10.0.0.5/db",
+        ] {
+            assert!(!is_local_database(url), "{url}");
+        }
     }
 
     #[test]

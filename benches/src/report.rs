@@ -96,6 +96,9 @@ pub struct Level {
     pub client_cpu_us_per_request_direct: f64,
     /// Load generator CPU µs per request, gateway rounds.
     pub client_cpu_us_per_request_gateway: f64,
+    /// A local PostgreSQL server's CPU µs per gateway request over the
+    /// level (`keys` scenario with a database on this machine), else `None`.
+    pub database_cpu_us_per_request: Option<f64>,
     /// Gateway VmHWM after this concurrency's rounds, KiB.
     pub gateway_peak_rss_kib: u64,
 }
@@ -373,6 +376,13 @@ impl Report {
                 level.client_cpu_us_per_request_gateway,
                 mib(level.gateway_peak_rss_kib)
             );
+            if let Some(database) = level.database_cpu_us_per_request {
+                let _ = writeln!(
+                    out,
+                    "{:>5}  PostgreSQL (local) CPU {database:.1} µs/gateway request, on the same cores",
+                    ""
+                );
+            }
         }
         let _ = writeln!(
             out,
@@ -534,6 +544,7 @@ mod tests {
             upstream_cpu_us_per_request: 9.0,
             client_cpu_us_per_request_direct: 10.0,
             client_cpu_us_per_request_gateway: 20.0,
+            database_cpu_us_per_request: None,
             gateway_peak_rss_kib: 20 * 1024,
             direct,
             gateway,
@@ -619,5 +630,18 @@ mod tests {
         let checks = check_targets("plain", &report);
         assert_eq!(verdict(&checks, "added latency c=1 p50"), None);
         assert_eq!(verdict(&checks, "errors"), Some(false));
+    }
+
+    #[test]
+    fn the_database_line_is_printed_only_when_measured() {
+        let mut measured = level(64, summary(1000, 0, 1000.0), summary(300, 0, 1500.0));
+        measured.database_cpu_us_per_request = Some(31.5);
+        let table = report(vec![measured]).table();
+        assert!(
+            table.contains("PostgreSQL (local) CPU 31.5 µs/gateway request"),
+            "{table}"
+        );
+        let unmeasured = level(64, summary(1000, 0, 1000.0), summary(300, 0, 1500.0));
+        assert!(!report(vec![unmeasured]).table().contains("PostgreSQL"));
     }
 }
