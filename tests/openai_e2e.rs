@@ -58,6 +58,16 @@ fn bearer() -> String {
     format!("Bearer {MASTER}")
 }
 
+/// A streamed chat request for the `chat` alias, without `stream_options`.
+async fn post_stream(gateway: &TestGateway) -> TestResponse {
+    post(
+        &gateway.url("/v1/chat/completions"),
+        &[("authorization", &bearer())],
+        &json!({"model": "chat", "stream": true, "messages": [{"role": "user", "content": "x"}]}),
+    )
+    .await
+}
+
 #[tokio::test]
 async fn non_stream_answer_is_the_upstream_answer_under_the_alias() {
     let upstream = FakeUpstream::start(Reply::json(200, upstream_completion("Hi!"))).await;
@@ -223,12 +233,7 @@ async fn stream_passes_chunks_through_and_drops_usage_unless_asked() {
     let upstream = FakeUpstream::start(Reply::Sse { events }).await;
     let gateway = start(&upstream).await;
 
-    let plain = post(
-        &gateway.url("/v1/chat/completions"),
-        &[("authorization", &bearer())],
-        &json!({"model": "chat", "stream": true, "messages": [{"role": "user", "content": "x"}]}),
-    )
-    .await;
+    let plain = post_stream(&gateway).await;
     assert_eq!(plain.status, 200, "{}", plain.text());
     assert_eq!(plain.header("content-type"), Some("text/event-stream"));
     let data = plain.sse_data();
@@ -308,12 +313,7 @@ async fn stream_chunks_pass_through_byte_for_byte_but_for_the_model() {
 
     // Without include_usage the usage chunk is dropped; the others still
     // pass through untouched.
-    let response = post(
-        &gateway.url("/v1/chat/completions"),
-        &[("authorization", &bearer())],
-        &json!({"model": "chat", "stream": true, "messages": [{"role": "user", "content": "x"}]}),
-    )
-    .await;
+    let response = post_stream(&gateway).await;
     let data = response.sse_data();
     assert_eq!(data.len(), 4, "{data:?}");
     assert_eq!(
@@ -340,12 +340,7 @@ async fn an_error_event_mid_stream_ends_the_stream_with_an_error() {
     ];
     let upstream = FakeUpstream::start(Reply::Sse { events }).await;
     let gateway = start(&upstream).await;
-    let response = post(
-        &gateway.url("/v1/chat/completions"),
-        &[("authorization", &bearer())],
-        &json!({"model": "chat", "stream": true, "messages": [{"role": "user", "content": "x"}]}),
-    )
-    .await;
+    let response = post_stream(&gateway).await;
     assert_eq!(response.status, 200);
     let data = response.sse_data();
     assert_eq!(data.len(), 2, "{data:?}");
@@ -630,12 +625,7 @@ async fn a_stream_that_breaks_mid_way_ends_with_an_error_event_not_done() {
     ];
     let upstream = FakeUpstream::start(Reply::Sse { events }).await;
     let gateway = start(&upstream).await;
-    let response = post(
-        &gateway.url("/v1/chat/completions"),
-        &[("authorization", &bearer())],
-        &json!({"model": "chat", "stream": true, "messages": [{"role": "user", "content": "x"}]}),
-    )
-    .await;
+    let response = post_stream(&gateway).await;
     assert_eq!(response.status, 200);
     let data = response.sse_data();
     assert_eq!(data.len(), 2, "{data:?}");
