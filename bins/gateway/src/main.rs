@@ -14,6 +14,12 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+// mimalloc: malloc/free were ~11% of the gateway's CPU under glibc. Built
+// with `no_thp`, or its huge-page arenas double the idle RSS; see
+// docs/benchmarks.md, "Fifth pass".
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// An OpenAI-compatible gateway in front of many model providers. Reads
 /// LiteLLM's config.yaml format; takes the LiteLLM CLI's flags.
 #[derive(Parser)]
