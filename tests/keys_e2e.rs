@@ -233,7 +233,11 @@ async fn admin_api_manages_keys_teams_orgs_users_and_reports_spend() {
     .await;
     assert_eq!(team.status, 200, "{}", team.text());
     let team_id = team.json()["team_id"].as_str().unwrap().to_owned();
-    let team_key = generate(&setup, json!({"team_id": team_id})).await;
+    let team_key = generate(
+        &setup,
+        json!({"team_id": team_id, "key_alias": "qa-bot", "tags": ["nightly"]}),
+    )
+    .await;
     assert_eq!(chat(&setup, &team_key, "cheap").await.status, 200);
     let team_info = admin_get(&setup, &format!("/team/info?team_id={team_id}")).await;
     assert_eq!(team_info.status, 200, "{}", team_info.text());
@@ -294,6 +298,20 @@ async fn admin_api_manages_keys_teams_orgs_users_and_reports_spend() {
     assert_eq!(logs.as_array().unwrap().len(), 1, "{logs}");
     assert_eq!(logs[0]["model_group"], "cheap");
     assert_eq!(logs[0]["model_id"], "cheap-1");
+    // A team key's row names its alias, team, the team's organization and
+    // its tags; a user's key names the user.
+    let team_logs = admin_get(&setup, &format!("/spend/logs?api_key={team_key}")).await;
+    let team_logs = team_logs.json();
+    assert_eq!(team_logs.as_array().unwrap().len(), 1, "{team_logs}");
+    assert_eq!(team_logs[0]["key_alias"], "qa-bot");
+    assert_eq!(team_logs[0]["team_id"], team_id.as_str());
+    assert_eq!(team_logs[0]["organization_id"], org_id.as_str());
+    assert_eq!(team_logs[0]["request_tags"], json!(["nightly"]));
+    assert_eq!(team_logs[0]["user"], Value::Null);
+    let user_logs = admin_get(&setup, &format!("/spend/logs?api_key={user_key}")).await;
+    let user_logs = user_logs.json();
+    assert_eq!(user_logs[0]["user"], "u1", "{user_logs}");
+    assert_eq!(user_logs[0]["team_id"], Value::Null);
     let today = today();
     let report = admin_get(
         &setup,

@@ -266,6 +266,17 @@ impl BudgetEngine {
             .map(|ledger| ledger.record.clone())
     }
 
+    /// Reads one live record under the engine's lock without copying it
+    /// ([`BudgetEngine::get`] clones the whole record). `read` runs with the
+    /// lock held: keep it short, and do not call the engine from it.
+    pub fn read<R>(&self, id: &EntityId, read: impl FnOnce(&Entity) -> R) -> Option<R> {
+        self.shared
+            .lock()
+            .ledgers
+            .get(id)
+            .map(|ledger| read(&ledger.record))
+    }
+
     /// One level's spend so far and its budget, without copying the record
     /// ([`BudgetEngine::get`] clones it). For per-request bookkeeping.
     pub fn spend_and_budget(&self, id: &EntityId) -> Option<(NanoUsd, Option<NanoUsd>)> {

@@ -597,3 +597,36 @@ fn spend_and_budget_reads_the_live_counters_of_each_level() {
         None
     );
 }
+
+#[test]
+fn read_sees_the_live_record_without_copying_it_out() {
+    let mut team = TeamRecord::new("t-read", now());
+    team.team_alias = Some("Readers".into());
+    let mut member = key("sk-reader");
+    member.team_id = Some("t-read".into());
+    let engine = engine(vec![Entity::Key(member), Entity::Team(team)]);
+    let team_id = EntityId::Team("t-read".into());
+    let alias = |engine: &BudgetEngine| {
+        engine.read(&team_id, |record| match record {
+            Entity::Team(team) => team.team_alias.clone(),
+            _ => None,
+        })
+    };
+    assert_eq!(alias(&engine), Some(Some("Readers".to_owned())));
+
+    // Spend settled after start-up is in the record `read` sees.
+    let reservation = reserve(&engine, "sk-reader", "gpt-4o", usd(1.0), now()).expect("admitted");
+    settle(&engine, reservation, usd(0.75), later(1));
+    let key_id = EntityId::Key(KeyHash::of_key("sk-reader"));
+    assert_eq!(
+        engine.read(&key_id, |record| record.columns().spend),
+        Some(usd(0.75))
+    );
+
+    // An admin rename is seen at once.
+    let mut renamed = TeamRecord::new("t-read", now());
+    renamed.team_alias = Some("Writers".into());
+    engine.upsert(Entity::Team(renamed), later(2));
+    assert_eq!(alias(&engine), Some(Some("Writers".to_owned())));
+    assert_eq!(engine.read(&EntityId::Team("t-none".into()), |_| ()), None);
+}

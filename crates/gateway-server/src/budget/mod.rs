@@ -320,11 +320,17 @@ impl Budgets {
                     .map_err(|denied| ApiError::from_denied(&denied, &record.key_name))?;
                 admission.key_hash = record.token.to_string();
                 if let Some(team_id) = &record.team_id {
-                    if let Some(Entity::Team(team)) =
-                        self.engine.get(&EntityId::Team(team_id.clone()))
-                    {
-                        admission.team_alias = team.team_alias.unwrap_or(team.team_id);
-                        admission.organization_id = team.organization_id;
+                    // Two names off the team's record, not a copy of it.
+                    let team = self.engine.read(&EntityId::Team(team_id.clone()), |team| {
+                        let Entity::Team(team) = team else {
+                            return None;
+                        };
+                        let alias = team.team_alias.as_ref().unwrap_or(&team.team_id);
+                        Some((alias.clone(), team.organization_id.clone()))
+                    });
+                    if let Some((alias, organization_id)) = team.flatten() {
+                        admission.team_alias = alias;
+                        admission.organization_id = organization_id;
                     }
                 }
                 admission.organization_id = record
@@ -441,19 +447,25 @@ impl Admission {
             charged,
         );
         if let (Some(writer), true) = (&self.sinks.writer, self.sinks.log_rows) {
-            let key = self.key.as_deref();
+            // `self` is consumed: its strings move into the row, not copied.
+            let key = self.key.take().map(|key| *key);
+            let (key_alias, user_id, team_id, tags) = match key {
+                Some(key) => (key.key_alias, key.user_id, key.team_id, key.policy.tags),
+                None => (None, None, None, Vec::new()),
+            };
+            let model = deployment.map_or_else(|| self.model.clone(), |d| d.upstream_model.clone());
             writer.submit(SpendLogRow {
-                request_id: self.request_id.clone(),
+                request_id: std::mem::take(&mut self.request_id),
                 call_type: self.call_type.to_owned(),
-                key_hash: self.key_hash.clone(),
-                key_alias: key.and_then(|key| key.key_alias.clone()),
-                user_id: key.and_then(|key| key.user_id.clone()),
-                team_id: key.and_then(|key| key.team_id.clone()),
-                organization_id: self.organization_id.clone(),
-                model_group: self.model.clone(),
-                deployment_id: self.deployment.clone(),
+                key_hash: std::mem::take(&mut self.key_hash),
+                key_alias,
+                user_id,
+                team_id,
+                organization_id: self.organization_id.take(),
+                model_group: std::mem::take(&mut self.model),
+                deployment_id: self.deployment.take(),
                 provider: deployment.map(|deployment| deployment.provider.clone()),
-                model: deployment.map_or_else(|| self.model.clone(), |d| d.upstream_model.clone()),
+                model,
                 prompt_tokens: usage.prompt_tokens,
                 completion_tokens: usage.completion_tokens,
                 cached_tokens: usage.cached_tokens,
@@ -470,8 +482,8 @@ impl Admission {
                 },
                 error_kind: finished.failure.map(str::to_owned),
                 cache_hit: false,
-                tags: key.map(|key| key.policy.tags.clone()).unwrap_or_default(),
-                end_user: self.end_user.clone(),
+                tags,
+                end_user: self.end_user.take(),
             });
         }
         Settled {
