@@ -4,8 +4,9 @@ use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use std::fmt;
 use std::time::Duration;
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::types::ToSql;
+use tokio_postgres::types::{to_sql_checked, IsNull, ToSql, Type};
 use tokio_postgres::{NoTls, Row};
 
 use gateway_budget::{
@@ -462,33 +463,33 @@ impl BudgetStore for PostgresStore {
             return Ok(());
         }
         let mut client = self.client().await?;
-        // One statement per batch: the rows travel as one array per column
-        // and UNNEST turns them back into rows. Per-row statements cost the
-        // database a statement execution each (and the gateway a protocol
-        // round per row); this is one.
-        let columns = SpendColumns::of(rows)?;
-        let params = columns.params();
-        let statements = spend_log_statements();
-        // Nearly every batch is new: insert it without ON CONFLICT, whose
-        // speculative insertion probes the primary key once more per row
-        // (about 15% of the database's CPU per row in a profile).
+        // Nearly every batch is new: it goes in with binary COPY, the
+        // database's cheapest way in (no statement to plan, no arrays to
+        // unpack, no ON CONFLICT probe of the primary key per row).
         let transaction = client.transaction().await.map_err(from_postgres)?;
-        match transaction.execute(&statements.insert, &params).await {
-            Ok(_) => {
+        match copy_spend_logs(&transaction, rows).await {
+            Ok(()) => {
                 add_daily_spend(&transaction, rows.iter()).await?;
                 return transaction.commit().await.map_err(from_postgres);
             }
-            Err(error) if error.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+            Err(CopyFailed::Postgres(error))
+                if error.code() == Some(&SqlState::UNIQUE_VIOLATION) =>
+            {
                 transaction.rollback().await.map_err(from_postgres)?;
             }
-            Err(error) => return Err(from_postgres(error)),
+            Err(CopyFailed::Postgres(error)) => return Err(from_postgres(error)),
+            Err(CopyFailed::Json(error)) => return Err(from_json(error)),
         }
         // Some rows are stored already: a batch retried after a commit whose
-        // answer was lost, or a request id reused. Insert what is new;
-        // RETURNING names it, so no row is aggregated twice.
+        // answer was lost, or a request id reused. Insert what is new, in
+        // one statement (the rows travel as one array per column and UNNEST
+        // turns them back into rows); RETURNING names the new rows, so no
+        // row is aggregated twice.
+        let columns = SpendColumns::of(rows)?;
+        let params = columns.params();
         let transaction = client.transaction().await.map_err(from_postgres)?;
         let inserted = transaction
-            .query(&statements.insert_new, &params)
+            .query(spend_log_insert_new(), &params)
             .await
             .map_err(from_postgres)?;
         let inserted: std::collections::HashSet<String> = inserted
@@ -587,17 +588,11 @@ impl BudgetStore for PostgresStore {
 }
 
 /// The PostgreSQL type of each spend-log column, for the UNNEST casts.
-/// The two forms of the spend-log insert, built once.
-struct SpendLogStatements {
-    /// Every row of the batch, failing on a stored request id.
-    insert: String,
-    /// Only the rows not stored yet, returning their request ids.
-    insert_new: String,
-}
-
-fn spend_log_statements() -> &'static SpendLogStatements {
-    static STATEMENTS: std::sync::OnceLock<SpendLogStatements> = std::sync::OnceLock::new();
-    STATEMENTS.get_or_init(|| {
+/// The spend-log insert for batches with stored rows: only the new rows,
+/// returning their request ids. Built once.
+fn spend_log_insert_new() -> &'static str {
+    static STATEMENT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    STATEMENT.get_or_init(|| {
         let casts = SPEND_LOG_COLUMNS
             .iter()
             .enumerate()
@@ -615,15 +610,120 @@ fn spend_log_statements() -> &'static SpendLogStatements {
             })
             .collect::<Vec<_>>()
             .join(", ");
-        let insert = format!(
-            "INSERT INTO gateway_spend_logs ({columns}) SELECT {select} FROM UNNEST({casts}) AS batch({columns})",
+        format!(
+            "INSERT INTO gateway_spend_logs ({columns}) SELECT {select} FROM UNNEST({casts}) AS batch({columns}) \
+             ON CONFLICT (request_id) DO NOTHING RETURNING request_id",
             columns = SPEND_LOG_COLUMNS.join(", "),
-        );
-        SpendLogStatements {
-            insert_new: format!("{insert} ON CONFLICT (request_id) DO NOTHING RETURNING request_id"),
-            insert,
-        }
+        )
     })
+}
+
+/// Why a COPY of spend rows failed.
+enum CopyFailed {
+    Postgres(tokio_postgres::Error),
+    Json(serde_json::Error),
+}
+
+impl From<tokio_postgres::Error> for CopyFailed {
+    fn from(error: tokio_postgres::Error) -> Self {
+        CopyFailed::Postgres(error)
+    }
+}
+
+/// Writes every row with `COPY … FROM STDIN BINARY`. A stored request id
+/// fails the whole COPY with a unique violation.
+async fn copy_spend_logs(
+    transaction: &tokio_postgres::Transaction<'_>,
+    rows: &[SpendLogRow],
+) -> Result<(), CopyFailed> {
+    static STATEMENT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let statement = STATEMENT.get_or_init(|| {
+        format!(
+            "COPY gateway_spend_logs ({}) FROM STDIN BINARY",
+            SPEND_LOG_COLUMNS.join(", ")
+        )
+    });
+    let types: Vec<Type> = SPEND_LOG_COLUMNS
+        .iter()
+        .map(|column| match (*column, spend_column_type(column)) {
+            ("request_tags", _) => Type::JSONB,
+            (_, "bigint") => Type::INT8,
+            (_, "timestamptz") => Type::TIMESTAMPTZ,
+            (_, "boolean") => Type::BOOL,
+            _ => Type::TEXT,
+        })
+        .collect();
+    let sink = transaction.copy_in(statement.as_str()).await?;
+    let writer = BinaryCopyInWriter::new(sink, &types);
+    futures_util::pin_mut!(writer);
+    for row in rows {
+        let tags = serde_json::to_string(&row.tags).map_err(CopyFailed::Json)?;
+        let tags = JsonbText(&tags);
+        let numbers = [
+            to_i64(row.prompt_tokens),
+            to_i64(row.completion_tokens),
+            to_i64(row.cached_tokens),
+            row.spend.0,
+            to_i64(row.latency_ms()),
+        ];
+        let first_token = row.time_to_first_token_ms.map(to_i64);
+        let (start, end) = (
+            row.start_time.to_system_time(),
+            row.end_time.to_system_time(),
+        );
+        // In SPEND_LOG_COLUMNS order.
+        let values: [&(dyn ToSql + Sync); 24] = [
+            &row.request_id,
+            &row.call_type,
+            &row.key_hash,
+            &row.key_alias,
+            &row.user_id,
+            &row.team_id,
+            &row.organization_id,
+            &row.model_group,
+            &row.deployment_id,
+            &row.provider,
+            &row.model,
+            &numbers[0],
+            &numbers[1],
+            &numbers[2],
+            &numbers[3],
+            &start,
+            &end,
+            &first_token,
+            &row.status.as_str(),
+            &row.error_kind,
+            &row.cache_hit,
+            &tags,
+            &row.end_user,
+            &numbers[4],
+        ];
+        writer.as_mut().write(&values).await?;
+    }
+    writer.finish().await?;
+    Ok(())
+}
+
+/// JSON text sent as `jsonb` in binary form: a version byte, then the text.
+#[derive(Debug)]
+struct JsonbText<'a>(&'a str);
+
+impl ToSql for JsonbText<'_> {
+    fn to_sql(
+        &self,
+        _: &Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        out.extend_from_slice(&[1]);
+        out.extend_from_slice(self.0.as_bytes());
+        Ok(IsNull::No)
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        *ty == Type::JSONB
+    }
+
+    to_sql_checked!();
 }
 
 /// Adds newly stored rows to the daily aggregate, one upsert per
