@@ -240,11 +240,17 @@ fn entity_placeholders(names: &[&str]) -> String {
 
 /// The select list reading spend log rows.
 fn spend_log_select() -> String {
+    spend_log_columns_with_tags_as("text")
+}
+
+/// The spend-log columns in `SPEND_LOG_COLUMNS` order, `request_tags` cast
+/// to `tags_type`.
+fn spend_log_columns_with_tags_as(tags_type: &str) -> String {
     SPEND_LOG_COLUMNS
         .iter()
         .map(|column| {
             if *column == "request_tags" {
-                "request_tags::text".to_owned()
+                format!("request_tags::{tags_type}")
             } else {
                 (*column).to_owned()
             }
@@ -472,13 +478,10 @@ impl BudgetStore for PostgresStore {
                 add_daily_spend(&transaction, rows.iter()).await?;
                 return transaction.commit().await.map_err(from_postgres);
             }
-            Err(CopyFailed::Postgres(error))
-                if error.code() == Some(&SqlState::UNIQUE_VIOLATION) =>
-            {
+            Err(error) if error.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
                 transaction.rollback().await.map_err(from_postgres)?;
             }
-            Err(CopyFailed::Postgres(error)) => return Err(from_postgres(error)),
-            Err(CopyFailed::Json(error)) => return Err(from_json(error)),
+            Err(error) => return Err(from_postgres(error)),
         }
         // Some rows are stored already: a batch retried after a commit whose
         // answer was lost, or a request id reused. Insert what is new, in
@@ -587,7 +590,6 @@ impl BudgetStore for PostgresStore {
     }
 }
 
-/// The PostgreSQL type of each spend-log column, for the UNNEST casts.
 /// The spend-log insert for batches with stored rows: only the new rows,
 /// returning their request ids. Built once.
 fn spend_log_insert_new() -> &'static str {
@@ -599,17 +601,7 @@ fn spend_log_insert_new() -> &'static str {
             .map(|(i, column)| format!("${}::{}[]", i + 1, spend_column_type(column)))
             .collect::<Vec<_>>()
             .join(", ");
-        let select = SPEND_LOG_COLUMNS
-            .iter()
-            .map(|column| {
-                if *column == "request_tags" {
-                    "request_tags::jsonb".to_owned()
-                } else {
-                    (*column).to_owned()
-                }
-            })
-            .collect::<Vec<_>>()
-            .join(", ");
+        let select = spend_log_columns_with_tags_as("jsonb");
         format!(
             "INSERT INTO gateway_spend_logs ({columns}) SELECT {select} FROM UNNEST({casts}) AS batch({columns}) \
              ON CONFLICT (request_id) DO NOTHING RETURNING request_id",
@@ -618,24 +610,12 @@ fn spend_log_insert_new() -> &'static str {
     })
 }
 
-/// Why a COPY of spend rows failed.
-enum CopyFailed {
-    Postgres(tokio_postgres::Error),
-    Json(serde_json::Error),
-}
-
-impl From<tokio_postgres::Error> for CopyFailed {
-    fn from(error: tokio_postgres::Error) -> Self {
-        CopyFailed::Postgres(error)
-    }
-}
-
 /// Writes every row with `COPY … FROM STDIN BINARY`. A stored request id
 /// fails the whole COPY with a unique violation.
 async fn copy_spend_logs(
     transaction: &tokio_postgres::Transaction<'_>,
     rows: &[SpendLogRow],
-) -> Result<(), CopyFailed> {
+) -> Result<(), tokio_postgres::Error> {
     static STATEMENT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     let statement = STATEMENT.get_or_init(|| {
         format!(
@@ -643,22 +623,24 @@ async fn copy_spend_logs(
             SPEND_LOG_COLUMNS.join(", ")
         )
     });
-    let types: Vec<Type> = SPEND_LOG_COLUMNS
-        .iter()
-        .map(|column| match (*column, spend_column_type(column)) {
-            ("request_tags", _) => Type::JSONB,
-            (_, "bigint") => Type::INT8,
-            (_, "timestamptz") => Type::TIMESTAMPTZ,
-            (_, "boolean") => Type::BOOL,
-            _ => Type::TEXT,
-        })
-        .collect();
+    static TYPES: std::sync::OnceLock<Vec<Type>> = std::sync::OnceLock::new();
+    let types = TYPES.get_or_init(|| {
+        SPEND_LOG_COLUMNS
+            .iter()
+            .map(|column| match (*column, spend_column_type(column)) {
+                ("request_tags", _) => Type::JSONB,
+                (_, "bigint") => Type::INT8,
+                (_, "timestamptz") => Type::TIMESTAMPTZ,
+                (_, "boolean") => Type::BOOL,
+                _ => Type::TEXT,
+            })
+            .collect()
+    });
     let sink = transaction.copy_in(statement.as_str()).await?;
-    let writer = BinaryCopyInWriter::new(sink, &types);
+    let writer = BinaryCopyInWriter::new(sink, types);
     futures_util::pin_mut!(writer);
     for row in rows {
-        let tags = serde_json::to_string(&row.tags).map_err(CopyFailed::Json)?;
-        let tags = JsonbText(&tags);
+        let tags = JsonbTags(&row.tags);
         let numbers = [
             to_i64(row.prompt_tokens),
             to_i64(row.completion_tokens),
@@ -704,18 +686,20 @@ async fn copy_spend_logs(
     Ok(())
 }
 
-/// JSON text sent as `jsonb` in binary form: a version byte, then the text.
+/// Tags sent as `jsonb` in binary form: a version byte, then the JSON
+/// text, written straight into the COPY buffer.
 #[derive(Debug)]
-struct JsonbText<'a>(&'a str);
+struct JsonbTags<'a>(&'a [String]);
 
-impl ToSql for JsonbText<'_> {
+impl ToSql for JsonbTags<'_> {
     fn to_sql(
         &self,
         _: &Type,
         out: &mut bytes::BytesMut,
     ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
-        out.extend_from_slice(&[1]);
-        out.extend_from_slice(self.0.as_bytes());
+        use bytes::BufMut;
+        out.put_u8(1);
+        serde_json::to_writer(out.writer(), self.0)?;
         Ok(IsNull::No)
     }
 
@@ -772,6 +756,7 @@ async fn add_daily_spend<'a>(
     Ok(())
 }
 
+/// The PostgreSQL type of each spend-log column, for the UNNEST casts.
 fn spend_column_type(column: &str) -> &'static str {
     match column {
         "prompt_tokens"
