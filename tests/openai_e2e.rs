@@ -60,10 +60,19 @@ fn bearer() -> String {
 
 /// A streamed chat request for the `chat` alias, without `stream_options`.
 async fn post_stream(gateway: &TestGateway) -> TestResponse {
+    post_chat(
+        gateway,
+        &json!({"model": "chat", "stream": true, "messages": [{"role": "user", "content": "x"}]}),
+    )
+    .await
+}
+
+/// A chat completion request with the master key.
+async fn post_chat(gateway: &TestGateway, body: &Value) -> TestResponse {
     post(
         &gateway.url("/v1/chat/completions"),
         &[("authorization", &bearer())],
-        &json!({"model": "chat", "stream": true, "messages": [{"role": "user", "content": "x"}]}),
+        body,
     )
     .await
 }
@@ -150,12 +159,7 @@ async fn non_stream_bodies_pass_through_byte_for_byte_but_for_the_model() {
     .await;
     let gateway = start(&upstream).await;
     let request = json!({"model": "chat", "messages": [{"role": "user", "content": "Hello"}]});
-    let response = post(
-        &gateway.url("/v1/chat/completions"),
-        &[("authorization", &bearer())],
-        &request,
-    )
-    .await;
+    let response = post_chat(&gateway, &request).await;
     assert_eq!(response.status, 200, "{}", response.text());
     assert_eq!(
         response.text(),
@@ -175,12 +179,7 @@ async fn non_stream_bodies_pass_through_byte_for_byte_but_for_the_model() {
         content_type: "application/json",
         body: escaped,
     });
-    let response = post(
-        &gateway.url("/v1/chat/completions"),
-        &[("authorization", &bearer())],
-        &request,
-    )
-    .await;
+    let response = post_chat(&gateway, &request).await;
     assert_eq!(response.status, 200, "{}", response.text());
     let body = response.json();
     assert_eq!(body["model"], "chat");
@@ -193,12 +192,7 @@ async fn non_stream_bodies_pass_through_byte_for_byte_but_for_the_model() {
         content_type: "application/json",
         body: upstream_body[..upstream_body.len() / 2].to_owned(),
     });
-    let response = post(
-        &gateway.url("/v1/chat/completions"),
-        &[("authorization", &bearer())],
-        &request,
-    )
-    .await;
+    let response = post_chat(&gateway, &request).await;
     let error = response.assert_error(502, "upstream_error");
     let message = error["error"]["message"].as_str().unwrap();
     assert!(message.contains("not a valid response"), "{message}");
@@ -258,12 +252,7 @@ async fn stream_passes_chunks_through_and_drops_usage_unless_asked() {
         "the gateway always asks for usage"
     );
 
-    let with_usage = post(
-        &gateway.url("/v1/chat/completions"),
-        &[("authorization", &bearer())],
-        &json!({"model": "chat", "stream": true, "stream_options": {"include_usage": true}, "messages": [{"role": "user", "content": "x"}]}),
-    )
-    .await;
+    let with_usage = post_chat(&gateway, &json!({"model": "chat", "stream": true, "stream_options": {"include_usage": true}, "messages": [{"role": "user", "content": "x"}]})).await;
     let data = with_usage.sse_data();
     assert_eq!(data.len(), 5, "{data:?}");
     let usage: Value = serde_json::from_str(&data[3]).unwrap();
@@ -293,12 +282,7 @@ async fn stream_chunks_pass_through_byte_for_byte_but_for_the_model() {
     })
     .await;
     let gateway = start(&upstream).await;
-    let response = post(
-        &gateway.url("/v1/chat/completions"),
-        &[("authorization", &bearer())],
-        &json!({"model": "chat", "stream": true, "stream_options": {"include_usage": true}, "messages": [{"role": "user", "content": "x"}]}),
-    )
-    .await;
+    let response = post_chat(&gateway, &json!({"model": "chat", "stream": true, "stream_options": {"include_usage": true}, "messages": [{"role": "user", "content": "x"}]})).await;
     assert_eq!(response.status, 200, "{}", response.text());
     let expected: String = events
         .iter()
@@ -355,9 +339,8 @@ async fn an_error_event_mid_stream_ends_the_stream_with_an_error() {
 async fn system_prompt_is_prepended_for_the_alias() {
     let upstream = FakeUpstream::start(Reply::json(200, upstream_completion("Bonjour"))).await;
     let gateway = start(&upstream).await;
-    let response = post(
-        &gateway.url("/v1/chat/completions"),
-        &[("authorization", &bearer())],
+    let response = post_chat(
+        &gateway,
         &json!({"model": "prompted", "messages": [{"role": "user", "content": "Hello"}]}),
     )
     .await;
@@ -543,12 +526,7 @@ async fn upstream_failures_become_openai_shaped_errors() {
     )
     .await;
     let body = json!({"model": "chat", "messages": [{"role": "user", "content": "x"}]});
-    let failed = post(
-        &gateway.url("/v1/chat/completions"),
-        &[("authorization", &bearer())],
-        &body,
-    )
-    .await;
+    let failed = post_chat(&gateway, &body).await;
     let error = failed.assert_error(502, "upstream_error");
     assert!(
         error["error"]["message"]
@@ -563,32 +541,18 @@ async fn upstream_failures_become_openai_shaped_errors() {
         body: json!({"error": {"message": "slow down"}}).to_string(),
         headers: vec![("retry-after", "7".to_owned())],
     });
-    let limited = post(
-        &gateway.url("/v1/chat/completions"),
-        &[("authorization", &bearer())],
-        &body,
-    )
-    .await;
+    let limited = post_chat(&gateway, &body).await;
     limited.assert_error(429, "rate_limit_error");
 
     upstream.set_reply(Reply::json(401, json!({"error": {"message": "bad key"}})));
-    let rejected = post(
-        &gateway.url("/v1/chat/completions"),
-        &[("authorization", &bearer())],
-        &body,
-    )
-    .await;
+    let rejected = post_chat(&gateway, &body).await;
     let error = rejected.assert_error(502, "upstream_auth_error");
     assert!(!error.to_string().contains(UPSTREAM_KEY));
 
     upstream.set_reply(Reply::json(200, json!({"unexpected": true})));
-    post(
-        &gateway.url("/v1/chat/completions"),
-        &[("authorization", &bearer())],
-        &body,
-    )
-    .await
-    .assert_error(502, "upstream_error");
+    post_chat(&gateway, &body)
+        .await
+        .assert_error(502, "upstream_error");
 
     // A port nothing listens on: connection refused.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
