@@ -109,7 +109,13 @@ pub(crate) enum Value<'a> {
     /// Written quoted and escaped (tracing's `&str` fields).
     Str(&'a str),
     Uint(u64),
-    Float(f64),
+    /// `units` × 10^-`scale` (milliseconds as microseconds, dollars as
+    /// nano-dollars), written as `{:?}` writes that number as an `f64`,
+    /// without formatting a float on the usual path.
+    Fixed {
+        units: i64,
+        scale: u32,
+    },
 }
 
 /// One request's log line: a level and its fields in order. A `None`
@@ -146,9 +152,7 @@ impl Line<'_> {
                 Value::Uint(number) => {
                     out.extend_from_slice(itoa::Buffer::new().format(number).as_bytes())
                 }
-                Value::Float(number) => {
-                    let _ = write!(out, "{number:?}");
-                }
+                Value::Fixed { units, scale } => write_fixed(out, units, scale),
             }
         }
         out.push(b'\n');
@@ -171,16 +175,57 @@ impl Line<'_> {
                 Value::Uint(number) => {
                     out.extend_from_slice(itoa::Buffer::new().format(number).as_bytes())
                 }
-                Value::Float(number) if number.is_finite() => {
-                    let _ = write!(out, "{number:?}");
-                }
-                Value::Float(_) => out.extend_from_slice(b"null"),
+                Value::Fixed { units, scale } => write_fixed(out, units, scale),
             }
         }
         out.extend_from_slice(b"},\"target\":");
         json_string(out, self.target);
         out.extend_from_slice(b"}\n");
     }
+}
+
+/// `units` × 10^-`scale` exactly as `{:?}` writes the `f64`
+/// `units as f64 / 10^scale`.
+///
+/// Where `{:?}` writes plain decimals (10^-4 ≤ |x| < 10^16) and
+/// |`units`| < 2^52, the `f64` is the one nearest the exact quotient and
+/// its spacing is below 10^-`scale`, so the quotient is the only decimal of
+/// at most `scale` fractional digits that reads back as that `f64`: the
+/// shortest one, which `{:?}` writes. It is written digit by digit: the
+/// integer part, then the fraction without trailing zeros, at least `.0`.
+/// Anything else goes through the float formatter.
+fn write_fixed(out: &mut Vec<u8>, units: i64, scale: u32) {
+    const EXACT: u64 = 1 << 52;
+    let magnitude = units.unsigned_abs();
+    let Some(unit) = 10u64.checked_pow(scale) else {
+        let _ = write!(out, "{:?}", units as f64 / 10f64.powi(scale as i32));
+        return;
+    };
+    // Below 2^52 units the quotient is also below 10^16.
+    let small = scale >= 4 && magnitude < 10u64.pow(scale - 4);
+    if magnitude != 0 && (small || magnitude >= EXACT) {
+        let _ = write!(out, "{:?}", units as f64 / unit as f64);
+        return;
+    }
+    if units < 0 {
+        out.push(b'-');
+    }
+    let mut digits = itoa::Buffer::new();
+    out.extend_from_slice(digits.format(magnitude / unit).as_bytes());
+    out.push(b'.');
+    let mut fraction = magnitude % unit;
+    if fraction == 0 {
+        out.push(b'0');
+        return;
+    }
+    let mut width = scale as usize;
+    while fraction % 10 == 0 {
+        fraction /= 10;
+        width -= 1;
+    }
+    let text = digits.format(fraction);
+    out.extend(std::iter::repeat_n(b'0', width - text.len()));
+    out.extend_from_slice(text.as_bytes());
 }
 
 /// `text` as `{:?}` writes it, copying plain text (the usual case: ids,
@@ -293,7 +338,13 @@ mod tests {
             ("status", Some(Value::Uint(200))),
             ("key_alias", Some(Value::Str("ops \"team\""))),
             ("prompt_tokens", None),
-            ("latency_ms", Some(Value::Float(3.035))),
+            (
+                "latency_ms",
+                Some(Value::Fixed {
+                    units: 3_035,
+                    scale: 3,
+                }),
+            ),
         ];
         let mut out = Vec::new();
         line(&fields).write_text(&mut out, at(1_795_289_643, 893_928));
@@ -303,6 +354,57 @@ mod tests {
              request_id=abc-1 path=/v1/chat/completions status=200 \
              key_alias=\"ops \\\"team\\\"\" latency_ms=3.035\n"
         );
+    }
+
+    #[test]
+    fn fixed_point_numbers_read_exactly_as_the_floats_they_replace() {
+        let mut units: Vec<i64> = vec![
+            0,
+            1,
+            9,
+            10,
+            99,
+            100,
+            999,
+            1_000,
+            1_001,
+            1_010,
+            3_035,
+            12_345,
+            99_999,
+            100_000,
+            100_001,
+            250_000_000,
+            1_000_000_000,
+            1_234_567_891,
+            -1,
+            -3_035,
+            -100_000,
+            (1 << 52) - 1,
+            1 << 52,
+            1 << 53,
+            (1 << 53) + 1,
+            i64::MAX,
+            i64::MIN,
+        ];
+        // A spread of magnitudes with varied digits (an LCG: no extra dependency).
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        for shift in 0..63 {
+            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            units.push(((seed >> 1) >> shift) as i64);
+        }
+        for scale in [0, 3, 6, 9] {
+            for &units in &units {
+                let mut out = Vec::new();
+                write_fixed(&mut out, units, scale);
+                let expected = format!("{:?}", units as f64 / 10f64.powi(scale as i32));
+                assert_eq!(
+                    String::from_utf8(out).expect("UTF-8"),
+                    expected,
+                    "{units}e-{scale}"
+                );
+            }
+        }
     }
 
     #[test]
@@ -329,9 +431,21 @@ mod tests {
             ("request_id", Some(Value::Display("abc-1"))),
             ("status", Some(Value::Uint(429))),
             ("error", Some(Value::Str("line\nbreak \"quoted\""))),
-            ("cost_usd", Some(Value::Float(0.25))),
+            (
+                "cost_usd",
+                Some(Value::Fixed {
+                    units: 250_000_000,
+                    scale: 9,
+                }),
+            ),
             ("ttft_ms", None),
-            ("nan", Some(Value::Float(f64::NAN))),
+            (
+                "tiny",
+                Some(Value::Fixed {
+                    units: 21,
+                    scale: 9,
+                }),
+            ),
         ];
         let mut out = Vec::new();
         line(&fields).write_json(&mut out, at(1_795_289_643, 7));
@@ -348,7 +462,7 @@ mod tests {
                     "status": 429,
                     "error": "line\nbreak \"quoted\"",
                     "cost_usd": 0.25,
-                    "nan": null
+                    "tiny": 2.1e-8
                 },
                 "target": "gateway_server::observe"
             })

@@ -144,6 +144,10 @@ impl Observation {
         }
         // Milliseconds rounded to the microsecond: no float noise in logs.
         let millis = |duration: Duration| duration.as_micros() as f64 / 1000.0;
+        let fixed_millis = |duration: Duration| crate::access_log::Value::Fixed {
+            units: i64::try_from(duration.as_micros()).unwrap_or(i64::MAX),
+            scale: 3,
+        };
         let overhead = upstream.map(|upstream| total.saturating_sub(upstream));
         let level = if self.model_route || self.status >= 400 {
             tracing::Level::INFO
@@ -153,7 +157,7 @@ impl Observation {
         let cost_usd = self.cost.0 as f64 / NanoUsd::PER_USD as f64;
         match &self.access_log {
             Some(log) if level_enabled(level) => {
-                use crate::access_log::Value::{Display, Float, Str, Uint};
+                use crate::access_log::Value::{Display, Fixed, Str, Uint};
                 let fields = [
                     ("request_id", Some(Display(&self.request_id))),
                     ("method", Some(Display(self.method.as_str()))),
@@ -170,11 +174,17 @@ impl Observation {
                     ("prompt_tokens", tokens.map(|t| Uint(t.input))),
                     ("completion_tokens", tokens.map(|t| Uint(t.output))),
                     ("cached_tokens", tokens.map(|t| Uint(t.cached))),
-                    ("cost_usd", Some(Float(cost_usd))),
-                    ("latency_ms", Some(Float(millis(total)))),
-                    ("upstream_ms", upstream.map(|d| Float(millis(d)))),
-                    ("overhead_ms", overhead.map(|d| Float(millis(d)))),
-                    ("ttft_ms", time_to_first_token.map(|d| Float(millis(d)))),
+                    (
+                        "cost_usd",
+                        Some(Fixed {
+                            units: self.cost.0,
+                            scale: 9,
+                        }),
+                    ),
+                    ("latency_ms", Some(fixed_millis(total))),
+                    ("upstream_ms", upstream.map(fixed_millis)),
+                    ("overhead_ms", overhead.map(fixed_millis)),
+                    ("ttft_ms", time_to_first_token.map(fixed_millis)),
                     ("stream", stream_end.map(Str)),
                     ("error_kind", failure.map(Str)),
                     ("error", error.as_deref().map(Str)),
