@@ -162,7 +162,51 @@ fn connect_error(error: hyper_util::client::legacy::Error) -> ProviderError {
     ProviderError::new(ErrorKind::Connect, message)
 }
 
-/// Builds a JSON POST request.
+/// A JSON POST target fixed when a provider is built: the URL parsed and
+/// the headers (content type, accept, the provider's own) laid out once,
+/// so each request only clones them.
+#[derive(Debug, Clone)]
+pub struct JsonEndpoint {
+    uri: http::Uri,
+    headers: http::HeaderMap,
+}
+
+impl JsonEndpoint {
+    /// Parses `url` and lays out the headers; an unusable URL is a build error.
+    pub fn new(
+        url: &str,
+        headers: &[(http::HeaderName, http::HeaderValue)],
+    ) -> Result<Self, crate::BuildError> {
+        let uri = http::Uri::try_from(url).map_err(|error| {
+            crate::BuildError::Invalid(format!("`{url}` is not a usable URL: {error}"))
+        })?;
+        let mut map = http::HeaderMap::with_capacity(headers.len() + 2);
+        map.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        map.insert(
+            http::header::ACCEPT,
+            http::HeaderValue::from_static("application/json"),
+        );
+        for (name, value) in headers {
+            map.append(name, value.clone());
+        }
+        Ok(Self { uri, headers: map })
+    }
+
+    /// A POST of `body` to the endpoint.
+    pub fn post(&self, body: Vec<u8>) -> http::Request<Full<Bytes>> {
+        let mut request = http::Request::new(Full::new(Bytes::from(body)));
+        *request.method_mut() = http::Method::POST;
+        *request.uri_mut() = self.uri.clone();
+        *request.headers_mut() = self.headers.clone();
+        request
+    }
+}
+
+/// Builds a JSON POST request to a URL made for this request (see
+/// [`JsonEndpoint`] for a fixed one).
 pub fn json_post(
     url: &str,
     headers: &[(http::HeaderName, http::HeaderValue)],
@@ -180,4 +224,69 @@ pub fn json_post(
             format!("cannot build upstream request to {url}: {error}"),
         )
     })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_endpoint_posts_json_with_its_headers_in_order() {
+        let headers = [
+            (
+                http::header::AUTHORIZATION,
+                http::HeaderValue::from_static("Bearer k"),
+            ),
+            (
+                http::HeaderName::from_static("x-extra"),
+                http::HeaderValue::from_static("1"),
+            ),
+            (
+                http::HeaderName::from_static("x-extra"),
+                http::HeaderValue::from_static("2"),
+            ),
+        ];
+        let endpoint =
+            JsonEndpoint::new("http://127.0.0.1:9/v1/chat/completions?x=1", &headers).unwrap();
+        for body in [b"{\"a\":1}".to_vec(), b"{}".to_vec()] {
+            let request = endpoint.post(body.clone());
+            assert_eq!(request.method(), http::Method::POST);
+            assert_eq!(
+                request.uri().to_string(),
+                "http://127.0.0.1:9/v1/chat/completions?x=1"
+            );
+            let names: Vec<_> = request
+                .headers()
+                .iter()
+                .map(|(name, value)| format!("{name}: {}", value.to_str().unwrap()))
+                .collect();
+            assert_eq!(
+                names,
+                [
+                    "content-type: application/json",
+                    "accept: application/json",
+                    "authorization: Bearer k",
+                    "x-extra: 1",
+                    "x-extra: 2",
+                ]
+            );
+            let sent = futures_util::FutureExt::now_or_never(request.into_body().collect())
+                .unwrap()
+                .unwrap()
+                .to_bytes();
+            assert_eq!(sent, body);
+        }
+    }
+
+    #[test]
+    fn an_unusable_url_is_a_build_error_naming_it() {
+        let error = JsonEndpoint::new("http://bad host/v1", &[]).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("`http://bad host/v1` is not a usable URL"),
+            "{error}"
+        );
+    }
 }

@@ -18,7 +18,7 @@ mod wire;
 mod tests;
 
 use crate::error::ProviderError;
-use crate::http::{json_post, HttpClient};
+use crate::http::{HttpClient, JsonEndpoint};
 use crate::openai::{chunks_from_events, parse_headers, parse_success, BodyTemplate};
 use crate::provider::{CallContext, ChunkStream, Provider, ProviderKind};
 use crate::registry::{BuildContext, BuildError, ProviderFactory, ProviderSpec};
@@ -27,7 +27,6 @@ use crate::translate::{normalize_base, secret_header};
 use async_trait::async_trait;
 use futures_util::StreamExt;
 use gateway_types::{ChatRequest, ChatResponse, EmbeddingsRequest, EmbeddingsResponse};
-use http::{HeaderName, HeaderValue};
 use std::sync::Arc;
 
 /// The `api-version` when neither the spec nor `AZURE_API_VERSION` sets one
@@ -53,9 +52,8 @@ impl ProviderFactory for AzureFactory {
 pub struct AzureProvider {
     http: HttpClient,
     api_base: String,
-    chat_url: String,
-    embeddings_url: String,
-    headers: Vec<(HeaderName, HeaderValue)>,
+    chat: JsonEndpoint,
+    embeddings: JsonEndpoint,
     template: BodyTemplate,
 }
 
@@ -93,10 +91,15 @@ impl AzureProvider {
         let deployment_url = format!("{api_base}/openai/deployments/{}", spec.upstream_model);
         Ok(Self {
             http: cx.http.clone(),
-            chat_url: format!("{deployment_url}/chat/completions?api-version={api_version}"),
-            embeddings_url: format!("{deployment_url}/embeddings?api-version={api_version}"),
+            chat: JsonEndpoint::new(
+                &format!("{deployment_url}/chat/completions?api-version={api_version}"),
+                &headers,
+            )?,
+            embeddings: JsonEndpoint::new(
+                &format!("{deployment_url}/embeddings?api-version={api_version}"),
+                &headers,
+            )?,
             api_base,
-            headers,
             template: BodyTemplate::new(spec),
         })
     }
@@ -118,10 +121,7 @@ impl Provider for AzureProvider {
         cx: &CallContext,
     ) -> Result<ChatResponse, ProviderError> {
         let body = self.template.encode(request, Some(false), cx)?;
-        let response = self
-            .http
-            .send_buffered(json_post(&self.chat_url, &self.headers, body)?)
-            .await?;
+        let response = self.http.send_buffered(self.chat.post(body)).await?;
         if !(200..300).contains(&response.status) {
             return Err(convert::error_from_wire(&response));
         }
@@ -134,10 +134,7 @@ impl Provider for AzureProvider {
         cx: &CallContext,
     ) -> Result<ChunkStream, ProviderError> {
         let body = self.template.encode(request, Some(true), cx)?;
-        let response = self
-            .http
-            .send(json_post(&self.chat_url, &self.headers, body)?)
-            .await?;
+        let response = self.http.send(self.chat.post(body)).await?;
         if !response.status().is_success() {
             return Err(convert::error_from_wire(
                 &self.http.buffer_error(response).await,
@@ -169,10 +166,7 @@ impl Provider for AzureProvider {
         cx: &CallContext,
     ) -> Result<EmbeddingsResponse, ProviderError> {
         let body = self.template.encode(request, None, cx)?;
-        let response = self
-            .http
-            .send_buffered(json_post(&self.embeddings_url, &self.headers, body)?)
-            .await?;
+        let response = self.http.send_buffered(self.embeddings.post(body)).await?;
         if !(200..300).contains(&response.status) {
             return Err(convert::error_from_wire(&response));
         }

@@ -16,7 +16,7 @@ mod wire;
 mod tests;
 
 use crate::error::ProviderError;
-use crate::http::{json_post, HttpClient};
+use crate::http::{HttpClient, JsonEndpoint};
 use crate::openai::{parse_headers, parse_success};
 use crate::provider::{CallContext, ChunkStream, Provider, ProviderKind};
 use crate::registry::{BuildContext, BuildError, ProviderFactory, ProviderSpec};
@@ -26,7 +26,6 @@ use crate::translate::{
 };
 use async_trait::async_trait;
 use gateway_types::{ChatRequest, ChatResponse, EmbeddingsRequest, EmbeddingsResponse, JsonObject};
-use http::{HeaderName, HeaderValue};
 use std::sync::Arc;
 
 /// The endpoint when neither the spec nor `OLLAMA_API_BASE` sets one.
@@ -51,10 +50,9 @@ impl ProviderFactory for OllamaFactory {
 pub struct OllamaProvider {
     http: HttpClient,
     api_base: String,
-    chat_url: String,
-    embed_url: String,
+    chat: JsonEndpoint,
+    embed: JsonEndpoint,
     upstream_model: String,
-    headers: Vec<(HeaderName, HeaderValue)>,
     defaults: JsonObject,
     extra_body: JsonObject,
     drop_params: bool,
@@ -81,11 +79,10 @@ impl OllamaProvider {
         headers.extend(parse_headers(&spec.headers)?);
         Ok(Self {
             http: cx.http.clone(),
-            chat_url: format!("{api_base}/api/chat"),
-            embed_url: format!("{api_base}/api/embed"),
+            chat: JsonEndpoint::new(&format!("{api_base}/api/chat"), &headers)?,
+            embed: JsonEndpoint::new(&format!("{api_base}/api/embed"), &headers)?,
             api_base,
             upstream_model: spec.upstream_model.clone(),
-            headers,
             defaults: spec.defaults.clone(),
             extra_body: spec.extra_body.clone(),
             drop_params: spec.drop_params,
@@ -135,10 +132,7 @@ impl Provider for OllamaProvider {
         cx: &CallContext,
     ) -> Result<ChatResponse, ProviderError> {
         let body = self.body(request, false, cx)?;
-        let response = self
-            .http
-            .send_buffered(json_post(&self.chat_url, &self.headers, body)?)
-            .await?;
+        let response = self.http.send_buffered(self.chat.post(body)).await?;
         if !(200..300).contains(&response.status) {
             return Err(convert::error_from_wire(&response));
         }
@@ -156,10 +150,7 @@ impl Provider for OllamaProvider {
         cx: &CallContext,
     ) -> Result<ChunkStream, ProviderError> {
         let body = self.body(request, true, cx)?;
-        let response = self
-            .http
-            .send(json_post(&self.chat_url, &self.headers, body)?)
-            .await?;
+        let response = self.http.send(self.chat.post(body)).await?;
         if !response.status().is_success() {
             return Err(convert::error_from_wire(
                 &self.http.buffer_error(response).await,
@@ -182,10 +173,7 @@ impl Provider for OllamaProvider {
         let mut value = serde_json::to_value(wire).map_err(encode_error)?;
         merge_extra_body(&mut value, &self.extra_body);
         let body = serde_json::to_vec(&value).map_err(encode_error)?;
-        let response = self
-            .http
-            .send_buffered(json_post(&self.embed_url, &self.headers, body)?)
-            .await?;
+        let response = self.http.send_buffered(self.embed.post(body)).await?;
         if !(200..300).contains(&response.status) {
             return Err(convert::error_from_wire(&response));
         }

@@ -10,7 +10,7 @@
 mod body;
 
 use crate::error::{upstream_message, ErrorKind, ProviderError};
-use crate::http::{json_post, HttpClient};
+use crate::http::{HttpClient, JsonEndpoint};
 use crate::provider::{CallContext, ChunkStream, Provider, ProviderKind, ReplyStream};
 use crate::registry::{BuildContext, BuildError, ProviderFactory, ProviderSpec};
 use crate::reply::{ChatReply, ChunkReply, RawChatChunk, RawChatResponse};
@@ -115,9 +115,8 @@ impl ProviderFactory for OpenAiFactory {
 pub struct OpenAiProvider {
     http: HttpClient,
     api_base: String,
-    chat_url: String,
-    embeddings_url: String,
-    headers: Vec<(HeaderName, HeaderValue)>,
+    chat: JsonEndpoint,
+    embeddings: JsonEndpoint,
     template: BodyTemplate,
 }
 
@@ -214,10 +213,9 @@ impl OpenAiProvider {
         headers.extend(parse_headers(&spec.headers)?);
         Ok(Self {
             http: cx.http.clone(),
-            chat_url: format!("{api_base}/chat/completions"),
-            embeddings_url: format!("{api_base}/embeddings"),
+            chat: JsonEndpoint::new(&format!("{api_base}/chat/completions"), &headers)?,
+            embeddings: JsonEndpoint::new(&format!("{api_base}/embeddings"), &headers)?,
             api_base,
-            headers,
             template: BodyTemplate::new(spec),
         })
     }
@@ -229,16 +227,17 @@ impl OpenAiProvider {
         request: &ChatRequest,
         cx: &CallContext,
     ) -> Result<bytes::Bytes, ProviderError> {
-        self.post(&self.chat_url, self.body(request, Some(false), cx)?)
+        self.post(&self.chat, self.body(request, Some(false), cx)?)
             .await
     }
 
     /// Posts an encoded body to `url`; the 2xx body, or the upstream's error.
-    async fn post(&self, url: &str, body: Vec<u8>) -> Result<bytes::Bytes, ProviderError> {
-        let response = self
-            .http
-            .send_buffered(json_post(url, &self.headers, body)?)
-            .await?;
+    async fn post(
+        &self,
+        endpoint: &JsonEndpoint,
+        body: Vec<u8>,
+    ) -> Result<bytes::Bytes, ProviderError> {
+        let response = self.http.send_buffered(endpoint.post(body)).await?;
         if !(200..300).contains(&response.status) {
             return Err(ProviderError::from_upstream(
                 UPSTREAM,
@@ -257,10 +256,7 @@ impl OpenAiProvider {
         cx: &CallContext,
     ) -> Result<hyper::body::Incoming, ProviderError> {
         let body = self.body(request, Some(true), cx)?;
-        let response = self
-            .http
-            .send(json_post(&self.chat_url, &self.headers, body)?)
-            .await?;
+        let response = self.http.send(self.chat.post(body)).await?;
         if !response.status().is_success() {
             return Err(self.http.error_from_response(UPSTREAM, response).await);
         }
@@ -493,7 +489,7 @@ impl Provider for OpenAiProvider {
         cx: &CallContext,
     ) -> Result<EmbeddingsResponse, ProviderError> {
         let body = self
-            .post(&self.embeddings_url, self.body(request, None, cx)?)
+            .post(&self.embeddings, self.body(request, None, cx)?)
             .await?;
         parse_success(UPSTREAM, &body)
     }
