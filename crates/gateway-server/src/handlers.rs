@@ -26,6 +26,28 @@ use std::time::{Duration, Instant};
 
 /// Header carrying the request id, in and out.
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+// Response header names, made once (a name made at run time is checked
+// byte by byte each time).
+const X_GATEWAY_ATTEMPTS: HeaderName = HeaderName::from_static("x-gateway-attempts");
+const X_GATEWAY_MODEL_ID: HeaderName = HeaderName::from_static("x-gateway-model-id");
+const X_LITELLM_ATTEMPTED_FALLBACKS: HeaderName =
+    HeaderName::from_static("x-litellm-attempted-fallbacks");
+const X_LITELLM_ATTEMPTED_RETRIES: HeaderName =
+    HeaderName::from_static("x-litellm-attempted-retries");
+const X_LITELLM_KEY_MAX_BUDGET: HeaderName = HeaderName::from_static("x-litellm-key-max-budget");
+const X_LITELLM_KEY_RPM_LIMIT: HeaderName = HeaderName::from_static("x-litellm-key-rpm-limit");
+const X_LITELLM_KEY_SPEND: HeaderName = HeaderName::from_static("x-litellm-key-spend");
+const X_LITELLM_KEY_TPM_LIMIT: HeaderName = HeaderName::from_static("x-litellm-key-tpm-limit");
+const X_LITELLM_MODEL_API_BASE: HeaderName = HeaderName::from_static("x-litellm-model-api-base");
+const X_LITELLM_MODEL_GROUP: HeaderName = HeaderName::from_static("x-litellm-model-group");
+const X_LITELLM_MODEL_ID: HeaderName = HeaderName::from_static("x-litellm-model-id");
+const X_LITELLM_RESPONSE_COST: HeaderName = HeaderName::from_static("x-litellm-response-cost");
+const X_RATELIMIT_API_KEY_LIMIT_REQUESTS: HeaderName =
+    HeaderName::from_static("x-ratelimit-api_key-limit-requests");
+const X_RATELIMIT_API_KEY_LIMIT_TOKENS: HeaderName =
+    HeaderName::from_static("x-ratelimit-api_key-limit-tokens");
+const CALL_ID_HEADER: HeaderName = HeaderName::from_static("x-litellm-call-id");
+const OVERHEAD_HEADER: HeaderName = HeaderName::from_static("x-litellm-overhead-duration-ms");
 
 impl Gateway {
     /// Answers one HTTP request. Never panics on client input; every failure
@@ -99,9 +121,7 @@ impl Gateway {
         };
         if let Ok(value) = HeaderValue::try_from(request_id.as_str()) {
             response.headers_mut().insert(REQUEST_ID, value.clone());
-            response
-                .headers_mut()
-                .insert(HeaderName::from_static("x-litellm-call-id"), value);
+            response.headers_mut().insert(CALL_ID_HEADER, value);
         }
         if let Some(report) = &outcome.report {
             route_headers(response.headers_mut(), report, &runtime);
@@ -113,18 +133,8 @@ impl Gateway {
             .upstream_time
             .map(|upstream| started.elapsed().saturating_sub(upstream));
         if let Some(overhead) = overhead {
-            // Formatted on the stack: one allocation (the value's own).
-            use std::io::Write as _;
-            let mut text = [0u8; 32];
-            let mut cursor = &mut text[..];
-            if write!(cursor, "{:.3}", overhead.as_secs_f64() * 1000.0).is_ok() {
-                let written = 32 - cursor.len();
-                if let Ok(value) = HeaderValue::from_bytes(&text[..written]) {
-                    response.headers_mut().insert(
-                        HeaderName::from_static("x-litellm-overhead-duration-ms"),
-                        value,
-                    );
-                }
+            if let Ok(value) = HeaderValue::from_bytes(&three_decimals(overhead)) {
+                response.headers_mut().insert(OVERHEAD_HEADER, value);
             }
         }
         let Some(mut observation) = observation else {
@@ -142,19 +152,15 @@ impl Gateway {
             if let Some(key) = admission.key() {
                 key_spend = Some(key.spend);
                 if let Some(max_budget) = key.policy.max_budget {
-                    insert(headers, "x-litellm-key-max-budget", usd(max_budget));
+                    insert(headers, X_LITELLM_KEY_MAX_BUDGET, usd(max_budget));
                 }
                 if let Some(rpm) = key.policy.rpm_limit {
-                    insert(headers, "x-litellm-key-rpm-limit", rpm.to_string());
-                    insert(
-                        headers,
-                        "x-ratelimit-api_key-limit-requests",
-                        rpm.to_string(),
-                    );
+                    insert(headers, X_LITELLM_KEY_RPM_LIMIT, rpm.to_string());
+                    insert(headers, X_RATELIMIT_API_KEY_LIMIT_REQUESTS, rpm.to_string());
                 }
                 if let Some(tpm) = key.policy.tpm_limit {
-                    insert(headers, "x-litellm-key-tpm-limit", tpm.to_string());
-                    insert(headers, "x-ratelimit-api_key-limit-tokens", tpm.to_string());
+                    insert(headers, X_LITELLM_KEY_TPM_LIMIT, tpm.to_string());
+                    insert(headers, X_RATELIMIT_API_KEY_LIMIT_TOKENS, tpm.to_string());
                 }
             }
             if outcome.stream.is_some() {
@@ -168,10 +174,10 @@ impl Gateway {
                 });
                 observation.cost = settled.cost;
                 key_spend = settled.key_spend.or(key_spend);
-                insert(headers, "x-litellm-response-cost", usd(settled.cost));
+                insert(headers, X_LITELLM_RESPONSE_COST, usd(settled.cost));
             }
             if let Some(spend) = key_spend {
-                insert(headers, "x-litellm-key-spend", usd(spend));
+                insert(headers, X_LITELLM_KEY_SPEND, usd(spend));
             }
         }
         let status = response.status();
@@ -708,19 +714,16 @@ fn route_headers(headers: &mut HeaderMap, report: &RouteReport, runtime: &Runtim
             None => HeaderValue::try_from(deployment.as_str()).ok(),
         };
         if let Some(id) = id {
-            headers.insert(HeaderName::from_static("x-gateway-model-id"), id.clone());
-            headers.insert(HeaderName::from_static("x-litellm-model-id"), id);
+            headers.insert(X_GATEWAY_MODEL_ID, id.clone());
+            headers.insert(X_LITELLM_MODEL_ID, id);
         }
     }
     if let Some(group) = &report.model_group {
         match cached.filter(|cached| cached.group.0 == group.as_str()) {
             Some(cached) => {
-                headers.insert(
-                    HeaderName::from_static("x-litellm-model-group"),
-                    cached.group.1.clone(),
-                );
+                headers.insert(X_LITELLM_MODEL_GROUP, cached.group.1.clone());
             }
-            None => insert(headers, "x-litellm-model-group", group.as_str()),
+            None => insert(headers, X_LITELLM_MODEL_GROUP, group.as_str()),
         }
     }
     if let Some(api_base) = &report.api_base {
@@ -729,30 +732,14 @@ fn route_headers(headers: &mut HeaderMap, report: &RouteReport, runtime: &Runtim
             .filter(|(source, _)| source.as_str() == &**api_base);
         match cached {
             Some((_, value)) => {
-                headers.insert(
-                    HeaderName::from_static("x-litellm-model-api-base"),
-                    value.clone(),
-                );
+                headers.insert(X_LITELLM_MODEL_API_BASE, value.clone());
             }
-            None => insert(
-                headers,
-                "x-litellm-model-api-base",
-                api_base_header(api_base),
-            ),
+            None => insert(headers, X_LITELLM_MODEL_API_BASE, api_base_header(api_base)),
         }
     }
-    headers.insert(
-        HeaderName::from_static("x-gateway-attempts"),
-        count_value(report.attempts),
-    );
-    headers.insert(
-        HeaderName::from_static("x-litellm-attempted-retries"),
-        count_value(report.retries),
-    );
-    headers.insert(
-        HeaderName::from_static("x-litellm-attempted-fallbacks"),
-        count_value(report.fallbacks),
-    );
+    headers.insert(X_GATEWAY_ATTEMPTS, count_value(report.attempts));
+    headers.insert(X_LITELLM_ATTEMPTED_RETRIES, count_value(report.retries));
+    headers.insert(X_LITELLM_ATTEMPTED_FALLBACKS, count_value(report.fallbacks));
 }
 
 /// A small count as a header value, without allocating for 0 to 9.
@@ -769,10 +756,24 @@ fn usd(amount: NanoUsd) -> String {
     amount.as_usd().to_string()
 }
 
-fn insert(headers: &mut HeaderMap, name: &'static str, value: impl AsRef<str>) {
+fn insert(headers: &mut HeaderMap, name: HeaderName, value: impl AsRef<str>) {
     if let Ok(value) = HeaderValue::try_from(value.as_ref()) {
-        headers.insert(HeaderName::from_static(name), value);
+        headers.insert(name, value);
     }
+}
+
+/// Milliseconds with three decimals (`{:.3}`), rounded to the microsecond,
+/// without formatting a float.
+fn three_decimals(duration: std::time::Duration) -> Vec<u8> {
+    let micros = (duration.as_nanos() + 500) / 1000;
+    let mut digits = itoa::Buffer::new();
+    let mut text = Vec::with_capacity(24);
+    text.extend_from_slice(digits.format(micros / 1000).as_bytes());
+    text.push(b'.');
+    let fraction = digits.format(micros % 1000);
+    text.extend(std::iter::repeat_n(b'0', 3 - fraction.len()));
+    text.extend_from_slice(fraction.as_bytes());
+    text
 }
 
 /// The client's `x-request-id` when it is a sane token, else a new one.
@@ -809,6 +810,28 @@ fn new_request_id() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_are_written_as_milliseconds_with_three_decimals() {
+        for nanos in [
+            0u64,
+            499,
+            500,
+            1_000,
+            41_999_499,
+            999_999_999,
+            3_000_000_000,
+            12_345_678,
+        ] {
+            let duration = Duration::from_nanos(nanos);
+            let expected = format!("{:.3}", (nanos as f64 / 1000.0).round() / 1000.0);
+            assert_eq!(
+                String::from_utf8(three_decimals(duration)).expect("UTF-8"),
+                expected,
+                "{nanos} ns"
+            );
+        }
+    }
 
     #[test]
     fn request_ids_are_taken_when_sane_and_made_otherwise() {

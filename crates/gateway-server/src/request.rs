@@ -4,7 +4,7 @@
 use crate::errors::ApiError;
 use gateway_router::RequestOptions;
 use gateway_types::{JsonObject, ModelName};
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName};
 use serde_json::Value;
 use std::time::Duration;
 
@@ -104,7 +104,7 @@ pub(crate) fn take_options(
     if let Some(body_tags) = taken.get("tags") {
         tags.extend(string_list(body_tags, "tags")?);
     }
-    if let Some(header) = header_text(headers, "x-litellm-tags") {
+    if let Some(header) = header_text(headers, &TAGS_HEADER) {
         tags.extend(
             header
                 .split(',')
@@ -157,7 +157,7 @@ pub(crate) fn take_options(
     };
     options.num_retries = match taken.get("num_retries") {
         None | Some(Value::Null) => {
-            header_text(headers, "x-litellm-num-retries").and_then(|text| text.trim().parse().ok())
+            header_text(headers, &NUM_RETRIES_HEADER).and_then(|text| text.trim().parse().ok())
         }
         Some(value) => Some(
             value
@@ -170,7 +170,7 @@ pub(crate) fn take_options(
         ),
     };
     options.timeout = match taken.get("timeout") {
-        None | Some(Value::Null) => header_text(headers, "x-litellm-timeout")
+        None | Some(Value::Null) => header_text(headers, &TIMEOUT_HEADER)
             .and_then(|text| seconds(&Value::String(text.to_owned()))),
         Some(value) => Some(seconds(value).ok_or_else(|| {
             ApiError::invalid_request("`timeout` must be a positive number of seconds")
@@ -213,7 +213,12 @@ fn seconds(value: &Value) -> Option<Duration> {
     (seconds.is_finite() && seconds > 0.0).then(|| Duration::from_secs_f64(seconds.min(86_400.0)))
 }
 
-fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+// Names made once: a `&str` name is parsed and checked again on every lookup.
+const TAGS_HEADER: HeaderName = HeaderName::from_static("x-litellm-tags");
+const NUM_RETRIES_HEADER: HeaderName = HeaderName::from_static("x-litellm-num-retries");
+const TIMEOUT_HEADER: HeaderName = HeaderName::from_static("x-litellm-timeout");
+
+fn header_text<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
     headers.get(name).and_then(|value| value.to_str().ok())
 }
 
