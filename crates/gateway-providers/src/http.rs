@@ -197,10 +197,15 @@ impl JsonEndpoint {
 
     /// A POST of `body` to the endpoint.
     pub fn post(&self, body: Vec<u8>) -> http::Request<Full<Bytes>> {
+        self.clone().into_post(body)
+    }
+
+    /// [`JsonEndpoint::post`] for an endpoint used once.
+    fn into_post(self, body: Vec<u8>) -> http::Request<Full<Bytes>> {
         let mut request = http::Request::new(Full::new(Bytes::from(body)));
         *request.method_mut() = http::Method::POST;
-        *request.uri_mut() = self.uri.clone();
-        *request.headers_mut() = self.headers.clone();
+        *request.uri_mut() = self.uri;
+        *request.headers_mut() = self.headers;
         request
     }
 }
@@ -212,18 +217,13 @@ pub fn json_post(
     headers: &[(http::HeaderName, http::HeaderValue)],
     body: Vec<u8>,
 ) -> Result<http::Request<Full<Bytes>>, ProviderError> {
-    let mut builder = http::Request::post(url)
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .header(http::header::ACCEPT, "application/json");
-    for (name, value) in headers {
-        builder = builder.header(name, value);
-    }
-    builder.body(Full::new(Bytes::from(body))).map_err(|error| {
+    let endpoint = JsonEndpoint::new(url, headers).map_err(|error| {
         ProviderError::new(
             ErrorKind::BadRequest,
-            format!("cannot build upstream request to {url}: {error}"),
+            format!("cannot build upstream request: {error}"),
         )
-    })
+    })?;
+    Ok(endpoint.into_post(body))
 }
 
 #[cfg(test)]

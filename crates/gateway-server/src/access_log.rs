@@ -111,7 +111,7 @@ pub(crate) enum Value<'a> {
     Uint(u64),
     /// `units` × 10^-`scale` (milliseconds as microseconds, dollars as
     /// nano-dollars), written as `{:?}` writes that number as an `f64`,
-    /// without formatting a float on the usual path.
+    /// without formatting a float on the usual path. `scale` ≤ 18.
     Fixed {
         units: i64,
         scale: u32,
@@ -196,11 +196,9 @@ impl Line<'_> {
 /// Anything else goes through the float formatter.
 fn write_fixed(out: &mut Vec<u8>, units: i64, scale: u32) {
     const EXACT: u64 = 1 << 52;
+    debug_assert!(scale <= 18, "10^scale must fit a u64");
     let magnitude = units.unsigned_abs();
-    let Some(unit) = 10u64.checked_pow(scale) else {
-        let _ = write!(out, "{:?}", units as f64 / 10f64.powi(scale as i32));
-        return;
-    };
+    let unit = 10u64.pow(scale);
     // Below 2^52 units the quotient is also below 10^16.
     let small = scale >= 4 && magnitude < 10u64.pow(scale - 4);
     if magnitude != 0 && (small || magnitude >= EXACT) {
@@ -393,7 +391,7 @@ mod tests {
             seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
             units.push(((seed >> 1) >> shift) as i64);
         }
-        for scale in [0, 3, 6, 9] {
+        for scale in [0, 3, 6, 9, 18] {
             for &units in &units {
                 let mut out = Vec::new();
                 write_fixed(&mut out, units, scale);

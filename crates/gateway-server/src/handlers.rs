@@ -46,8 +46,9 @@ const X_RATELIMIT_API_KEY_LIMIT_REQUESTS: HeaderName =
     HeaderName::from_static("x-ratelimit-api_key-limit-requests");
 const X_RATELIMIT_API_KEY_LIMIT_TOKENS: HeaderName =
     HeaderName::from_static("x-ratelimit-api_key-limit-tokens");
-const CALL_ID_HEADER: HeaderName = HeaderName::from_static("x-litellm-call-id");
-const OVERHEAD_HEADER: HeaderName = HeaderName::from_static("x-litellm-overhead-duration-ms");
+const X_LITELLM_CALL_ID: HeaderName = HeaderName::from_static("x-litellm-call-id");
+const X_LITELLM_OVERHEAD_DURATION_MS: HeaderName =
+    HeaderName::from_static("x-litellm-overhead-duration-ms");
 
 impl Gateway {
     /// Answers one HTTP request. Never panics on client input; every failure
@@ -121,7 +122,7 @@ impl Gateway {
         };
         if let Ok(value) = HeaderValue::try_from(request_id.as_str()) {
             response.headers_mut().insert(REQUEST_ID, value.clone());
-            response.headers_mut().insert(CALL_ID_HEADER, value);
+            response.headers_mut().insert(X_LITELLM_CALL_ID, value);
         }
         if let Some(report) = &outcome.report {
             route_headers(response.headers_mut(), report, &runtime);
@@ -133,8 +134,12 @@ impl Gateway {
             .upstream_time
             .map(|upstream| started.elapsed().saturating_sub(upstream));
         if let Some(overhead) = overhead {
-            if let Ok(value) = HeaderValue::from_bytes(&three_decimals(overhead)) {
-                response.headers_mut().insert(OVERHEAD_HEADER, value);
+            // The digits' buffer becomes the value: one allocation.
+            let text = bytes::Bytes::from(three_decimals(overhead));
+            if let Ok(value) = HeaderValue::from_maybe_shared(text) {
+                response
+                    .headers_mut()
+                    .insert(X_LITELLM_OVERHEAD_DURATION_MS, value);
             }
         }
         let Some(mut observation) = observation else {

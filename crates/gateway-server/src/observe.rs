@@ -143,7 +143,6 @@ impl Observation {
             .record();
         }
         // Milliseconds rounded to the microsecond: no float noise in logs.
-        let millis = |duration: Duration| duration.as_micros() as f64 / 1000.0;
         let fixed_millis = |duration: Duration| crate::access_log::Value::Fixed {
             units: i64::try_from(duration.as_micros()).unwrap_or(i64::MAX),
             scale: 3,
@@ -154,7 +153,6 @@ impl Observation {
         } else {
             tracing::Level::DEBUG
         };
-        let cost_usd = self.cost.0 as f64 / NanoUsd::PER_USD as f64;
         match &self.access_log {
             Some(log) if level_enabled(level) => {
                 use crate::access_log::Value::{Display, Fixed, Str, Uint};
@@ -199,6 +197,8 @@ impl Observation {
             }
             Some(_) => {}
             None => {
+                let millis = |duration: Duration| duration.as_micros() as f64 / 1000.0;
+                let cost_usd = self.cost.0 as f64 / NanoUsd::PER_USD as f64;
                 macro_rules! line {
                     ($level:ident) => {
                         tracing::$level!(
