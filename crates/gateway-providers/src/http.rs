@@ -8,7 +8,10 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
+use thread_local::ThreadLocal;
 
 /// Settings of the upstream client.
 #[derive(Debug, Clone)]
@@ -21,6 +24,16 @@ pub struct HttpClientOptions {
     pub pool_max_idle_per_host: usize,
     /// Largest non-stream upstream body read into memory.
     pub max_response_bytes: usize,
+    /// One connection pool per OS thread instead of one shared pool.
+    ///
+    /// For a server that runs one single-threaded runtime per core (as
+    /// `gateway_server::server::serve_on_threads` does): a pooled
+    /// connection is driven by a task on the runtime that opened it, so a
+    /// request on another thread would wake that thread for every read and
+    /// write. With a pool per thread, a request only ever uses connections
+    /// its own thread drives. Off by default: under a work-stealing runtime
+    /// it only multiplies the idle connections kept.
+    pub pool_per_thread: bool,
 }
 
 impl Default for HttpClientOptions {
@@ -30,17 +43,51 @@ impl Default for HttpClientOptions {
             pool_idle_timeout: Duration::from_secs(90),
             pool_max_idle_per_host: 256,
             max_response_bytes: 64 * 1024 * 1024,
+            pool_per_thread: false,
         }
     }
 }
 
 /// One pooled HTTP client shared by every provider: keep-alive connections,
 /// HTTPS through rustls with the Mozilla roots, HTTP/1.1 and HTTP/2 (by ALPN).
-/// Cloning it is cheap and shares the pool.
-#[derive(Clone, Debug)]
+/// Cloning it is cheap and shares the pool (or, with
+/// [`HttpClientOptions::pool_per_thread`], the pools).
+#[derive(Clone)]
 pub struct HttpClient {
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    pools: Pools,
     max_response_bytes: usize,
+}
+
+type UpstreamClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+#[derive(Clone)]
+enum Pools {
+    // Boxed: the client is ~340 bytes, and clones are made only when
+    // providers are built.
+    Shared(Box<UpstreamClient>),
+    PerThread(Arc<PerThread>),
+}
+
+/// What builds a thread's client on its first request, and the clients.
+struct PerThread {
+    builder: hyper_util::client::legacy::Builder,
+    connector: HttpsConnector<HttpConnector>,
+    clients: ThreadLocal<UpstreamClient>,
+}
+
+impl fmt::Debug for HttpClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpClient")
+            .field(
+                "pools",
+                &match self.pools {
+                    Pools::Shared(_) => "shared",
+                    Pools::PerThread(_) => "per thread",
+                },
+            )
+            .field("max_response_bytes", &self.max_response_bytes)
+            .finish()
+    }
 }
 
 /// An upstream response whose body has been read whole.
@@ -66,15 +113,34 @@ impl HttpClient {
             .https_or_http()
             .enable_all_versions()
             .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
+        let mut builder = Client::builder(TokioExecutor::new());
+        builder
             .pool_idle_timeout(options.pool_idle_timeout)
             .pool_max_idle_per_host(options.pool_max_idle_per_host)
             .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .build(https);
+            .timer(TokioTimer::new());
+        let pools = if options.pool_per_thread {
+            Pools::PerThread(Arc::new(PerThread {
+                builder,
+                connector: https,
+                clients: ThreadLocal::new(),
+            }))
+        } else {
+            Pools::Shared(Box::new(builder.build(https)))
+        };
         Self {
-            client,
+            pools,
             max_response_bytes: options.max_response_bytes,
+        }
+    }
+
+    /// The client whose pool this thread uses.
+    fn client(&self) -> &UpstreamClient {
+        match &self.pools {
+            Pools::Shared(client) => client,
+            Pools::PerThread(per_thread) => per_thread
+                .clients
+                .get_or(|| per_thread.builder.build(per_thread.connector.clone())),
         }
     }
 
@@ -83,7 +149,7 @@ impl HttpClient {
         &self,
         request: http::Request<Full<Bytes>>,
     ) -> Result<http::Response<Incoming>, ProviderError> {
-        self.client.request(request).await.map_err(connect_error)
+        self.client().request(request).await.map_err(connect_error)
     }
 
     /// Sends a request and reads the whole body (bounded).
