@@ -766,3 +766,74 @@ async fn a_client_that_leaves_before_the_answer_still_gets_its_log_line() {
         1.0
     );
 }
+
+#[tokio::test]
+async fn each_serving_thread_keeps_its_connections_and_its_own_upstream_pool() {
+    let upstream = FakeUpstream::start(Reply::json(200, upstream_completion("hi"))).await;
+    let text = format!(
+        "model_list:\n  - model_name: m\n    litellm_params: {{model: openai/gpt-4o, api_base: \"{}\", api_key: k}}\n",
+        upstream.api_base()
+    );
+    let gateway = TestGateway::start_on_threads(&text, &[], 3).await;
+    // Three client connections, dealt to the three threads in turn; each
+    // sends two requests, one after another.
+    let mut clients = Vec::new();
+    for _ in 0..3 {
+        clients.push(KeepAlive::open(gateway.addr).await);
+    }
+    for _ in 0..2 {
+        for client in &mut clients {
+            let response = client.post("/v1/chat/completions", &chat_body("m")).await;
+            assert_eq!(response.status, 200, "{}", response.text());
+            assert_eq!(response.json()["choices"][0]["message"]["content"], "hi");
+        }
+    }
+    // Which upstream connections served each client connection: requests
+    // alternate between clients, so one shared pool would hand the same
+    // idle upstream connection to all three.
+    let received = upstream.received();
+    assert_eq!(received.len(), 6);
+    let used: Vec<std::collections::BTreeSet<u16>> = (0..3)
+        .map(|client| {
+            [client, client + 3]
+                .iter()
+                .map(|&i| received[i].peer.port())
+                .collect()
+        })
+        .collect();
+    for a in 0..3 {
+        for b in a + 1..3 {
+            assert!(
+                used[a].is_disjoint(&used[b]),
+                "client connections {a} and {b} shared an upstream connection: {used:?}"
+            );
+        }
+    }
+    gateway.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_drains_streams_on_every_serving_thread() {
+    let text = "model_list:\n  - model_name: slow\n    litellm_params: {model: mock/slow, mock_chunk_delay_ms: 30, mock_response: \"one two three four five six seven eight nine ten\"}\n";
+    let mut gateway = TestGateway::start_on_threads(text, &[], 2).await;
+    // Two connections: one on this runtime's thread, one on the other.
+    let (mut first, mut first_seen) = open_stream(&gateway, "slow", "drain-1", None).await;
+    let (mut second, mut second_seen) = open_stream(&gateway, "slow", "drain-2", None).await;
+    gateway.begin_shutdown();
+    read_until(&mut first, &mut first_seen, "data: [DONE]").await;
+    read_until(&mut second, &mut second_seen, "data: [DONE]").await;
+    for seen in [&first_seen, &second_seen] {
+        let text = String::from_utf8_lossy(seen);
+        for word in ["one", "five", "ten"] {
+            assert!(text.contains(word), "{text}");
+        }
+    }
+    drop((first, second));
+    let stopped = gateway.stopped.take().unwrap();
+    let served = tokio::time::timeout(PATIENCE, stopped)
+        .await
+        .expect("serve returns after every thread drained");
+    assert!(served.unwrap().is_ok());
+    // The listener is closed: new connections are refused.
+    assert!(TcpStream::connect(gateway.addr).await.is_err());
+}

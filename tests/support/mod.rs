@@ -17,6 +17,7 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -62,16 +63,39 @@ impl TestGateway {
 
     /// Starts the gateway on a loaded config.
     pub async fn start_config(config: GatewayConfig) -> Self {
-        let gateway = Arc::new(
-            Gateway::from_config(config)
-                .unwrap_or_else(|error| panic!("gateway build failed: {error}")),
-        );
+        let gateway = Gateway::from_config(config)
+            .unwrap_or_else(|error| panic!("gateway build failed: {error}"));
+        Self::serve(gateway, NonZeroUsize::MIN).await
+    }
+
+    /// Starts the gateway as the binary runs it: `threads` serving threads
+    /// (this test's runtime and `threads - 1` of their own), each with its
+    /// own pool of upstream connections.
+    pub async fn start_on_threads(config: &str, env: &[(&str, &str)], threads: usize) -> Self {
+        let config = GatewayConfig::parse(config, None, isolated_env(env))
+            .unwrap_or_else(|error| panic!("test config invalid: {error}"));
+        let http = gateway_providers::HttpClient::new(&gateway_providers::HttpClientOptions {
+            pool_per_thread: true,
+            ..Default::default()
+        });
+        let gateway = Gateway::build(
+            config,
+            &gateway_providers::ProviderRegistry::builtin(),
+            http,
+        )
+        .unwrap_or_else(|error| panic!("gateway build failed: {error}"));
+        Self::serve(gateway, NonZeroUsize::new(threads).unwrap()).await
+    }
+
+    async fn serve(gateway: Gateway, threads: NonZeroUsize) -> Self {
+        let gateway = Arc::new(gateway);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (shutdown, signal) = oneshot::channel::<()>();
-        let stopped = tokio::spawn(gateway_server::server::serve(
+        let stopped = tokio::spawn(gateway_server::server::serve_on_threads(
             listener,
             Arc::clone(&gateway),
+            threads,
             async move {
                 let _ = signal.await;
             },
@@ -125,6 +149,8 @@ impl Drop for TestGateway {
 /// What a fake upstream received.
 #[derive(Debug, Clone)]
 pub struct Received {
+    /// The gateway's end of the connection the request came on.
+    pub peer: SocketAddr,
     pub method: String,
     pub path_and_query: String,
     pub headers: BTreeMap<String, String>,
@@ -183,7 +209,7 @@ impl FakeUpstream {
         let (record, reply_for_task) = (Arc::clone(&received), Arc::clone(&reply));
         tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else {
+                let Ok((stream, peer)) = listener.accept().await else {
                     return;
                 };
                 let record = Arc::clone(&record);
@@ -192,7 +218,7 @@ impl FakeUpstream {
                     let service = service_fn(move |request: hyper::Request<Incoming>| {
                         let record = Arc::clone(&record);
                         let reply = reply.lock().unwrap().clone();
-                        async move { Ok::<_, Infallible>(answer(request, record, reply).await) }
+                        async move { Ok::<_, Infallible>(answer(request, peer, record, reply).await) }
                     });
                     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                         .serve_connection(TokioIo::new(stream), service)
@@ -231,6 +257,7 @@ type FakeBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
 
 async fn answer(
     request: hyper::Request<Incoming>,
+    peer: SocketAddr,
     record: Arc<Mutex<Vec<Received>>>,
     reply: Reply,
 ) -> hyper::Response<FakeBody> {
@@ -241,6 +268,7 @@ async fn answer(
         .map(|c| c.to_bytes())
         .unwrap_or_default();
     record.lock().unwrap().push(Received {
+        peer,
         method: parts.method.to_string(),
         path_and_query: parts
             .uri
@@ -428,6 +456,45 @@ pub async fn send(
     })
     .await;
     response.unwrap_or_else(|_| panic!("no answer from {url} within {PATIENCE:?}"))
+}
+
+/// One keep-alive HTTP/1.1 connection to the gateway, for tests that care
+/// which connection their requests ride on.
+#[derive(Debug)]
+pub struct KeepAlive {
+    sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+}
+
+impl KeepAlive {
+    pub async fn open(addr: SocketAddr) -> Self {
+        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        Self { sender }
+    }
+
+    /// POSTs JSON to `path` and reads the whole response.
+    pub async fn post(&mut self, path: &str, body: &Value) -> TestResponse {
+        let request = hyper::Request::post(path)
+            .header("host", "gateway")
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body.to_string())))
+            .unwrap();
+        let answered = tokio::time::timeout(PATIENCE, async {
+            self.sender.ready().await.unwrap();
+            let response = self.sender.send_request(request).await.unwrap();
+            let (parts, body) = response.into_parts();
+            TestResponse {
+                status: parts.status.as_u16(),
+                headers: parts.headers,
+                body: body.collect().await.unwrap().to_bytes(),
+            }
+        })
+        .await;
+        answered.unwrap_or_else(|_| panic!("no answer on {path} within {PATIENCE:?}"))
+    }
 }
 
 /// POSTs JSON.

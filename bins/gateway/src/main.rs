@@ -4,10 +4,12 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
+use gateway_providers::{HttpClient, HttpClientOptions, ProviderRegistry};
 use gateway_server::access_log::{AccessLog, AccessLogFormat};
 use gateway_server::log_writer::{LogWriter, LogWriterGuard};
 use gateway_server::{config::GatewayConfig, reload, server, Gateway};
 use std::io::{IsTerminal, Write};
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -45,9 +47,8 @@ struct Cli {
     /// debugging aid: bodies hold your users' messages.
     #[arg(long)]
     log_bodies: bool,
-    /// Threads serving requests (LiteLLM's flag name); default: one per core.
-    /// On a small machine shared with its upstream, fewer threads mean fewer
-    /// cross-thread wake-ups per request.
+    /// Threads serving requests (LiteLLM's flag name); default: one per core
+    /// (as the CPU quota allows). Each thread serves its own connections.
     #[arg(long = "num_workers", alias = "num-workers", env = "NUM_WORKERS")]
     num_workers: Option<usize>,
     /// Reload the config when the file (or an included file) changes,
@@ -109,16 +110,18 @@ fn run_cli(cli: Cli) -> anyhow::Result<()> {
     if let Some(Command::Check) = cli.command {
         return check(&config);
     }
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    if let Some(workers) = cli.num_workers {
-        anyhow::ensure!(workers > 0, "--num_workers must be at least 1");
-        runtime.worker_threads(workers);
-    }
-    runtime
+    let threads = match cli.num_workers {
+        Some(workers) => NonZeroUsize::new(workers).context("--num_workers must be at least 1")?,
+        None => std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN),
+    };
+    // One single-threaded runtime per serving thread (this one included;
+    // see `server::serve_on_threads`): no work stealing, so a request never
+    // wakes another thread.
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?
-        .block_on(run(config, &cli, access_log))
+        .block_on(run(config, &cli, access_log, threads))
 }
 
 fn check(config: &GatewayConfig) -> anyhow::Result<()> {
@@ -164,6 +167,7 @@ async fn run(
     config: GatewayConfig,
     cli: &Cli,
     access_log: Option<AccessLog>,
+    threads: NonZeroUsize,
 ) -> anyhow::Result<()> {
     let (host, port) = (cli.host.as_str(), cli.port);
     if config.general.master_key.is_none() {
@@ -171,7 +175,12 @@ async fn run(
             "no general_settings.master_key: the gateway is open to anyone who can reach it"
         );
     }
-    let mut gateway = Gateway::from_config(config)?;
+    // A pool of upstream connections per serving thread, to match.
+    let http = HttpClient::new(&HttpClientOptions {
+        pool_per_thread: true,
+        ..HttpClientOptions::default()
+    });
+    let mut gateway = Gateway::build(config, &ProviderRegistry::builtin(), http)?;
     if let Some(access_log) = access_log {
         gateway = gateway.with_access_log(access_log);
     }
@@ -191,8 +200,13 @@ async fn run(
     let listener = tokio::net::TcpListener::bind((host, port))
         .await
         .with_context(|| format!("cannot listen on {host}:{port}"))?;
-    tracing::info!(address = %listener.local_addr()?, "gateway listening");
-    let served = server::serve(listener, Arc::clone(&gateway), shutdown_signal()).await;
+    tracing::info!(
+        address = %listener.local_addr()?,
+        threads = threads.get(),
+        "gateway listening"
+    );
+    let served =
+        server::serve_on_threads(listener, Arc::clone(&gateway), threads, shutdown_signal()).await;
     // Write queued spend even when serving failed.
     gateway.shutdown().await;
     served?;

@@ -5,11 +5,14 @@ use crate::gateway::Gateway;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
 use std::convert::Infallible;
 use std::future::Future;
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot};
 
 /// How long shutdown waits for requests in flight before closing anyway.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -20,21 +23,44 @@ pub const METRICS_UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Serves the gateway on `listener` until `shutdown` resolves, then stops
 /// accepting, lets requests in flight finish (up to [`DRAIN_TIMEOUT`]), and
-/// returns.
+/// returns. Every connection is served on the calling runtime; see
+/// [`serve_on_threads`] to spread them over threads of their own.
 pub async fn serve(
     listener: TcpListener,
     gateway: Arc<Gateway>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let header_read_timeout = gateway.runtime().config.general.header_read_timeout;
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(header_read_timeout)
-        .keep_alive(true);
-    builder.http2().timer(TokioTimer::new());
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    serve_on_threads(listener, gateway, NonZeroUsize::MIN, shutdown).await
+}
+
+/// [`serve`] over `threads` threads: the calling runtime and `threads - 1`
+/// threads of its own, each with a single-threaded Tokio runtime.
+///
+/// The accept loop runs on the calling task and deals connections out in
+/// turn; a connection then stays on its thread, together with every task
+/// its requests spawn. Nothing is stolen between threads, so a request
+/// never wakes another thread. For that to hold on the upstream side too,
+/// the gateway's [`HttpClient`](gateway_providers::HttpClient) should keep
+/// a pool per thread
+/// ([`pool_per_thread`](gateway_providers::HttpClientOptions::pool_per_thread)),
+/// and the calling runtime should be single-threaded as well (the `gateway`
+/// binary does both). The gateway's background work (spend writes, reloads,
+/// health checks) stays on the calling runtime.
+///
+/// On shutdown every thread drains its own connections (each up to
+/// [`DRAIN_TIMEOUT`], in parallel) before this returns.
+pub async fn serve_on_threads(
+    listener: TcpListener,
+    gateway: Arc<Gateway>,
+    threads: NonZeroUsize,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let builder = connection_builder(&gateway);
+    let mut lanes = Vec::with_capacity(threads.get() - 1);
+    for index in 1..threads.get() {
+        lanes.push(Lane::start(index, Arc::clone(&gateway), builder.clone())?);
+    }
+    let graceful = GracefulShutdown::new();
     let upkeep = gateway.metrics.clone().map(|handle| {
         tokio::spawn(async move {
             let mut ticker = tokio::time::interval(METRICS_UPKEEP_INTERVAL);
@@ -45,6 +71,8 @@ pub async fn serve(
         })
     });
     tokio::pin!(shutdown);
+    // Connection n goes to thread n mod `threads`; thread 0 is this one.
+    let mut next = 0usize;
     loop {
         let (stream, _peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -59,25 +87,65 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let gateway = Arc::clone(&gateway);
-        let service = service_fn(move |request| {
-            let gateway = Arc::clone(&gateway);
-            async move { Ok::<_, Infallible>(gateway.handle(request).await) }
-        });
-        let connection = builder
-            .serve_connection(TokioIo::new(stream), service)
-            .into_owned();
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(error = %error, "connection ended with an error");
-            }
-        });
+        let turn = next;
+        next = (next + 1) % threads.get();
+        match turn.checked_sub(1).and_then(|lane| lanes.get(lane)) {
+            None => serve_connection(&builder, &graceful, &gateway, stream),
+            Some(lane) => lane.hand_over(stream),
+        }
     }
     drop(listener);
     if let Some(upkeep) = upkeep {
         upkeep.abort();
     }
+    // Closing a lane's queue tells its thread to drain and stop.
+    let stopped: Vec<_> = lanes.into_iter().map(Lane::stop).collect();
+    drain(graceful).await;
+    for lane in stopped {
+        // An error only means the thread has gone already.
+        let _ = lane.await;
+    }
+    Ok(())
+}
+
+/// The HTTP/1.1 and HTTP/2 connection settings every thread uses.
+fn connection_builder(gateway: &Gateway) -> auto::Builder<TokioExecutor> {
+    let header_read_timeout = gateway.runtime().config.general.header_read_timeout;
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout)
+        .keep_alive(true);
+    builder.http2().timer(TokioTimer::new());
+    builder
+}
+
+/// Serves one connection on the current runtime, watched by `graceful`.
+fn serve_connection(
+    builder: &auto::Builder<TokioExecutor>,
+    graceful: &GracefulShutdown,
+    gateway: &Arc<Gateway>,
+    stream: TcpStream,
+) {
+    let gateway = Arc::clone(gateway);
+    let service = service_fn(move |request| {
+        let gateway = Arc::clone(&gateway);
+        async move { Ok::<_, Infallible>(gateway.handle(request).await) }
+    });
+    let connection = builder
+        .serve_connection(TokioIo::new(stream), service)
+        .into_owned();
+    let connection = graceful.watch(connection);
+    tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            tracing::debug!(error = %error, "connection ended with an error");
+        }
+    });
+}
+
+/// Lets the connections `graceful` watches finish, up to [`DRAIN_TIMEOUT`].
+async fn drain(graceful: GracefulShutdown) {
     tracing::info!(
         in_flight = graceful.count(),
         "shutting down: draining connections"
@@ -88,5 +156,62 @@ pub async fn serve(
     {
         tracing::warn!("connections still open after {DRAIN_TIMEOUT:?}; closing them");
     }
-    Ok(())
+}
+
+/// A thread with its own single-threaded runtime, serving the connections
+/// handed to it.
+struct Lane {
+    queue: mpsc::UnboundedSender<std::net::TcpStream>,
+    stopped: oneshot::Receiver<()>,
+}
+
+impl Lane {
+    fn start(
+        index: usize,
+        gateway: Arc<Gateway>,
+        builder: auto::Builder<TokioExecutor>,
+    ) -> std::io::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let (queue, mut incoming) = mpsc::unbounded_channel::<std::net::TcpStream>();
+        let (done, stopped) = oneshot::channel();
+        std::thread::Builder::new()
+            .name(format!("gateway-worker-{index}"))
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let graceful = GracefulShutdown::new();
+                    while let Some(stream) = incoming.recv().await {
+                        match TcpStream::from_std(stream) {
+                            Ok(stream) => serve_connection(&builder, &graceful, &gateway, stream),
+                            Err(error) => tracing::warn!(%error, "cannot take over a connection"),
+                        }
+                    }
+                    drain(graceful).await;
+                });
+                // The runtime (and its upstream connections) go before we say so.
+                drop(runtime);
+                let _ = done.send(());
+            })?;
+        Ok(Self { queue, stopped })
+    }
+
+    /// Moves `stream` to this lane's thread (dropped, closing it, if the
+    /// thread has gone).
+    fn hand_over(&self, stream: TcpStream) {
+        match stream.into_std() {
+            Ok(stream) => {
+                let _ = self.queue.send(stream);
+            }
+            Err(error) => tracing::warn!(%error, "cannot hand over a connection"),
+        }
+    }
+
+    /// Closes the queue; the returned receiver resolves when the thread has
+    /// drained its connections and stopped.
+    fn stop(self) -> oneshot::Receiver<()> {
+        let Self { queue, stopped } = self;
+        drop(queue);
+        stopped
+    }
 }
