@@ -89,9 +89,12 @@ pub async fn serve_on_threads(
         let _ = stream.set_nodelay(true);
         let turn = next;
         next = (next + 1) % threads.get();
-        match turn.checked_sub(1).and_then(|lane| lanes.get(lane)) {
-            None => serve_connection(&builder, &graceful, &gateway, stream),
+        let stream = match turn.checked_sub(1).and_then(|lane| lanes.get(lane)) {
+            None => Some(stream),
             Some(lane) => lane.hand_over(stream),
+        };
+        if let Some(stream) = stream {
+            serve_connection(&builder, &graceful, &gateway, stream);
         }
     }
     drop(listener);
@@ -196,15 +199,19 @@ impl Lane {
         Ok(Self { queue, stopped })
     }
 
-    /// Moves `stream` to this lane's thread (dropped, closing it, if the
-    /// thread has gone).
-    fn hand_over(&self, stream: TcpStream) {
-        match stream.into_std() {
-            Ok(stream) => {
-                let _ = self.queue.send(stream);
+    /// Moves `stream` to this lane's thread. Gives it back if that thread
+    /// has gone (it panicked), so the caller serves it instead.
+    fn hand_over(&self, stream: TcpStream) -> Option<TcpStream> {
+        let stream = match stream.into_std() {
+            Ok(stream) => stream,
+            Err(error) => {
+                tracing::warn!(%error, "cannot hand over a connection");
+                return None;
             }
-            Err(error) => tracing::warn!(%error, "cannot hand over a connection"),
-        }
+        };
+        let mpsc::error::SendError(stream) = self.queue.send(stream).err()?;
+        tracing::warn!("a serving thread has stopped; serving its connection here");
+        TcpStream::from_std(stream).ok()
     }
 
     /// Closes the queue; the returned receiver resolves when the thread has
