@@ -280,11 +280,7 @@ impl BudgetEngine {
     /// One level's spend so far and its budget, without copying the record
     /// ([`BudgetEngine::get`] clones it). For per-request bookkeeping.
     pub fn spend_and_budget(&self, id: &EntityId) -> Option<(NanoUsd, Option<NanoUsd>)> {
-        self.shared
-            .lock()
-            .ledgers
-            .get(id)
-            .map(|ledger| (counter(&ledger.record).0, ledger.record.policy().max_budget))
+        self.read(id, |record| (counter(record).0, record.policy().max_budget))
     }
 
     /// Spend held by requests in flight at one level.
