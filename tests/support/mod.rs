@@ -42,14 +42,7 @@ pub struct TestGateway {
 impl TestGateway {
     /// Starts the gateway on a config text; `os.environ/` reads only `env`.
     pub async fn start(config: &str, env: &[(&str, &str)]) -> Self {
-        let variables: BTreeMap<String, String> = env
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        let config =
-            GatewayConfig::parse(config, None, gateway_providers::Env::isolated(variables))
-                .unwrap_or_else(|error| panic!("test config invalid: {error}"));
-        Self::start_config(config).await
+        Self::start_config(parse_config(config, env)).await
     }
 
     /// Starts the gateway on a config file, as `--config` does; reloads read
@@ -72,8 +65,7 @@ impl TestGateway {
     /// (this test's runtime and `threads - 1` of their own), each with its
     /// own pool of upstream connections.
     pub async fn start_on_threads(config: &str, env: &[(&str, &str)], threads: usize) -> Self {
-        let config = GatewayConfig::parse(config, None, isolated_env(env))
-            .unwrap_or_else(|error| panic!("test config invalid: {error}"));
+        let config = parse_config(config, env);
         let http = gateway_providers::HttpClient::new(&gateway_providers::HttpClientOptions {
             pool_per_thread: true,
             ..Default::default()
@@ -554,6 +546,13 @@ pub fn upstream_chunk(content: Option<&str>, finish: Option<&str>) -> String {
 }
 
 /// An environment holding only these variables.
+/// A config text parsed as the tests' gateways read it: `os.environ/`
+/// reads only `env`.
+fn parse_config(config: &str, env: &[(&str, &str)]) -> GatewayConfig {
+    GatewayConfig::parse(config, None, isolated_env(env))
+        .unwrap_or_else(|error| panic!("test config invalid: {error}"))
+}
+
 pub fn isolated_env(env: &[(&str, &str)]) -> gateway_providers::Env {
     gateway_providers::Env::isolated(
         env.iter()
