@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -63,6 +63,11 @@ pub struct SpendWriterHandle {
     rows: mpsc::Sender<SpendLogRow>,
     commands: mpsc::Sender<Command>,
     stats: Arc<SpendWriterStats>,
+    /// Rung once per `batch_rows` queued rows: the task sleeps until a batch
+    /// is ready or its timer fires, not on every row. A wake-up per row made
+    /// the serving threads wake the writer's thread on every request.
+    batch_ready: Arc<Notify>,
+    batch_rows: u64,
 }
 
 /// The running writer. Keep it in the server and call
@@ -148,9 +153,15 @@ impl SpendWriterHandle {
     /// Queues a row without waiting. Returns false, counts the drop and logs
     /// (without the row's contents) when the queue is full or the writer stopped.
     pub fn submit(&self, row: SpendLogRow) -> bool {
-        self.stats.queued.fetch_add(1, Ordering::Relaxed);
+        let queued = self.stats.queued.fetch_add(1, Ordering::Relaxed) + 1;
         match self.rows.try_send(row) {
-            Ok(()) => true,
+            Ok(()) => {
+                // Every upward crossing of a multiple passes through it exactly.
+                if queued % self.batch_rows == 0 {
+                    self.batch_ready.notify_one();
+                }
+                true
+            }
             Err(_) => {
                 self.stats.queued.fetch_sub(1, Ordering::Relaxed);
                 let dropped = self.stats.dropped.fetch_add(1, Ordering::Relaxed) + 1;
@@ -194,6 +205,8 @@ impl SpendWriter {
         let (stop, stop_receiver) = oneshot::channel();
         let (flush_sender, flushes) = watch::channel(0);
         let stats = Arc::new(SpendWriterStats::default());
+        let batch_ready = Arc::new(Notify::new());
+        let batch_rows = config.max_batch_rows.max(1) as u64;
         let worker = Worker {
             store,
             engine,
@@ -204,12 +217,19 @@ impl SpendWriter {
             pending: VecDeque::new(),
             flushes: flush_sender,
         };
-        let task = tokio::spawn(worker.run(row_receiver, command_receiver, stop_receiver));
+        let task = tokio::spawn(worker.run(
+            row_receiver,
+            command_receiver,
+            stop_receiver,
+            Arc::clone(&batch_ready),
+        ));
         SpendWriter {
             handle: SpendWriterHandle {
                 rows,
                 commands,
                 stats,
+                batch_ready,
+                batch_rows,
             },
             stop: Some(stop),
             task,
@@ -256,6 +276,7 @@ impl Worker {
         mut rows: mpsc::Receiver<SpendLogRow>,
         mut commands: mpsc::Receiver<Command>,
         mut stop: oneshot::Receiver<()>,
+        batch_ready: Arc<Notify>,
     ) -> usize {
         let mut next_flush = Instant::now() + self.config.batch_interval;
         loop {
@@ -264,33 +285,38 @@ impl Worker {
                 _ = &mut stop => break,
                 command = commands.recv() => match command {
                     Some(Command::Flush(reply)) => {
-                        while let Ok(row) = rows.try_recv() {
-                            self.accept(row);
-                        }
+                        self.take_queued(&mut rows);
                         let result = self.flush_all().await;
                         next_flush = self.next_flush_after(&result);
                         let _ = reply.send(result);
                     }
                     None => break,
                 },
-                row = rows.recv() => match row {
-                    Some(row) => {
-                        self.accept(row);
-                        let in_backoff = self.backoff > self.config.initial_backoff;
-                        if self.pending.len() >= self.config.max_batch_rows && !in_backoff {
-                            let result = self.flush_all().await;
-                            next_flush = self.next_flush_after(&result);
-                        }
+                () = batch_ready.notified() => {
+                    // While the database is down the rows still move to the
+                    // buffer (up to `max_buffered_rows`); the retry waits.
+                    self.take_queued(&mut rows);
+                    let in_backoff = self.backoff > self.config.initial_backoff;
+                    if self.pending.len() >= self.config.max_batch_rows && !in_backoff {
+                        let result = self.flush_all().await;
+                        next_flush = self.next_flush_after(&result);
                     }
-                    None => break,
-                },
+                }
                 _ = tokio::time::sleep_until(next_flush) => {
+                    self.take_queued(&mut rows);
                     let result = self.flush_all().await;
                     next_flush = self.next_flush_after(&result);
                 }
             }
         }
         self.drain(rows).await
+    }
+
+    /// Moves every queued row into the buffer.
+    fn take_queued(&mut self, rows: &mut mpsc::Receiver<SpendLogRow>) {
+        while let Ok(row) = rows.try_recv() {
+            self.accept(row);
+        }
     }
 
     async fn drain(mut self, mut rows: mpsc::Receiver<SpendLogRow>) -> usize {

@@ -89,6 +89,41 @@ async fn a_full_batch_is_written_without_waiting_for_the_interval() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn the_writer_sleeps_until_a_batch_is_ready() {
+    let store = Arc::new(InMemoryStore::new());
+    let writer = SpendWriter::start(
+        store.clone(),
+        None,
+        SpendWriterConfig {
+            max_batch_rows: 4,
+            ..config()
+        },
+    );
+    let mut events = writer.flush_events();
+    let start = Instant::now();
+    let mut batch = rows(4);
+    let Some(last) = batch.pop() else {
+        panic!("four rows")
+    };
+    for row in batch {
+        assert!(writer.handle().submit(row));
+    }
+    // Short of a batch the task is not woken: the rows stay queued, not
+    // taken one by one (a wake-up per row cost every request a wake-up of
+    // the writer's thread).
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!((writer.stats().queued(), writer.stats().buffered()), (3, 0));
+    assert!(writer.handle().submit(last));
+    next_flush(&mut events).await;
+    assert_eq!(Instant::now(), start);
+    assert_eq!(stored_rows(&store).await, 4);
+    assert_eq!((writer.stats().written(), writer.stats().depth()), (4, 0));
+    assert_eq!(writer.shutdown().await, 0);
+}
+
+#[tokio::test(start_paused = true)]
 async fn rows_are_kept_during_an_outage_and_retried_with_backoff() {
     let store = Arc::new(InMemoryStore::new());
     store.set_unavailable(true);
