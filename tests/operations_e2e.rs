@@ -813,10 +813,70 @@ async fn each_serving_thread_keeps_its_connections_and_its_own_upstream_pool() {
 }
 
 #[tokio::test]
+async fn a_busy_accepting_thread_holds_up_no_request() {
+    let text =
+        "model_list:\n  - model_name: m\n    litellm_params: {model: mock/m, mock_response: hi}\n";
+    let gateway = TestGateway::start_on_threads(text, &[], 2).await;
+    let addr = gateway.addr;
+    let (opened, wait_opened) = std::sync::mpsc::channel();
+    let (busy, wait_busy) = std::sync::mpsc::channel::<()>();
+    // The client lives on a thread of its own, so it runs while this
+    // thread (which accepts, and runs the gateway's background work) is held.
+    let client = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let mut clients = Vec::new();
+            for _ in 0..2 {
+                let mut client = KeepAlive::open(addr).await;
+                assert_eq!(
+                    client
+                        .post("/v1/chat/completions", &chat_body("m"))
+                        .await
+                        .status,
+                    200
+                );
+                clients.push(client);
+            }
+            opened.send(()).unwrap();
+            wait_busy.recv().unwrap();
+            let mut answers = Vec::new();
+            for client in &mut clients {
+                let response = client.post("/v1/chat/completions", &chat_body("m")).await;
+                answers.push((
+                    response.status,
+                    response.json()["choices"][0]["message"]["content"].clone(),
+                ));
+            }
+            answers
+        })
+    });
+    // Let this runtime accept both connections, then hold its thread, as a
+    // long spend-log batch would.
+    loop {
+        match wait_opened.try_recv() {
+            Ok(()) => break,
+            Err(std::sync::mpsc::TryRecvError::Empty) => {
+                tokio::time::sleep(Duration::from_millis(5)).await
+            }
+            Err(std::sync::mpsc::TryRecvError::Disconnected) => panic!("the client failed"),
+        }
+    }
+    busy.send(()).unwrap();
+    let answers = client.join().unwrap_or_else(|_| {
+        panic!("a connection went unanswered while the accepting thread was busy")
+    });
+    assert_eq!(answers, vec![(200, json!("hi")), (200, json!("hi"))]);
+    gateway.stop().await;
+}
+
+#[tokio::test]
 async fn shutdown_drains_streams_on_every_serving_thread() {
     let text = "model_list:\n  - model_name: slow\n    litellm_params: {model: mock/slow, mock_chunk_delay_ms: 30, mock_response: \"one two three four five six seven eight nine ten\"}\n";
     let mut gateway = TestGateway::start_on_threads(text, &[], 2).await;
-    // Two connections: one on this runtime's thread, one on the other.
+    // Two connections, one on each serving thread.
     let (mut first, mut first_seen) = open_stream(&gateway, "slow", "drain-1", None).await;
     let (mut second, mut second_seen) = open_stream(&gateway, "slow", "drain-2", None).await;
     gateway.begin_shutdown();

@@ -62,7 +62,7 @@ impl TestGateway {
     }
 
     /// Starts the gateway as the binary runs it: `threads` serving threads
-    /// (this test's runtime and `threads - 1` of their own), each with its
+    /// of their own (this test's runtime only accepts), each with its
     /// own pool of upstream connections.
     pub async fn start_on_threads(config: &str, env: &[(&str, &str)], threads: usize) -> Self {
         let config = parse_config(config, env);

@@ -33,19 +33,23 @@ pub async fn serve(
     serve_on_threads(listener, gateway, NonZeroUsize::MIN, shutdown).await
 }
 
-/// [`serve`] over `threads` threads: the calling runtime and `threads - 1`
-/// threads of its own, each with a single-threaded Tokio runtime.
+/// [`serve`] over `threads` serving threads of its own, each with a
+/// single-threaded Tokio runtime. With one thread it is [`serve`]: the
+/// calling runtime serves every connection itself.
 ///
 /// The accept loop runs on the calling task and deals connections out in
 /// turn; a connection then stays on its thread, together with every task
-/// its requests spawn. Nothing is stolen between threads, so a request
+/// its requests spawn. The calling runtime serves none of them, so its
+/// bursts of background work (a spend-log batch takes milliseconds to
+/// encode) never hold up a request: the kernel's scheduler shares the cores
+/// between them instead. Nothing is stolen between threads, so a request
 /// never wakes another thread. For that to hold on the upstream side too,
 /// the gateway's [`HttpClient`](gateway_providers::HttpClient) should keep
 /// a pool per thread
 /// ([`pool_per_thread`](gateway_providers::HttpClientOptions::pool_per_thread)),
 /// and the calling runtime should be single-threaded as well (the `gateway`
 /// binary does both). The gateway's background work (spend writes, reloads,
-/// health checks) stays on the calling runtime.
+/// health checks) stays on the calling runtime, which mostly sleeps.
 ///
 /// On shutdown every thread drains its own connections (each up to
 /// [`DRAIN_TIMEOUT`], in parallel) before this returns.
@@ -56,8 +60,10 @@ pub async fn serve_on_threads(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let builder = connection_builder(&gateway);
-    let mut lanes = Vec::with_capacity(threads.get() - 1);
-    for index in 1..threads.get() {
+    // One thread: this runtime serves. More: every connection goes to a lane.
+    let lane_count = if threads.get() == 1 { 0 } else { threads.get() };
+    let mut lanes = Vec::with_capacity(lane_count);
+    for index in 1..=lane_count {
         lanes.push(Lane::start(index, Arc::clone(&gateway), builder.clone())?);
     }
     let graceful = GracefulShutdown::new();
@@ -71,7 +77,7 @@ pub async fn serve_on_threads(
         })
     });
     tokio::pin!(shutdown);
-    // Connection n goes to thread n mod `threads`; thread 0 is this one.
+    // Connection n goes to lane n mod `lane_count`.
     let mut next = 0usize;
     loop {
         let (stream, _peer) = tokio::select! {
@@ -87,11 +93,12 @@ pub async fn serve_on_threads(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let turn = next;
-        next = (next + 1) % threads.get();
-        let stream = match turn.checked_sub(1).and_then(|lane| lanes.get(lane)) {
+        let stream = match lanes.get(next) {
             None => Some(stream),
-            Some(lane) => lane.hand_over(stream),
+            Some(lane) => {
+                next = (next + 1) % lane_count;
+                lane.hand_over(stream)
+            }
         };
         if let Some(stream) = stream {
             serve_connection(&builder, &graceful, &gateway, stream);
