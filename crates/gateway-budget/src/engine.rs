@@ -155,7 +155,10 @@ struct Shared {
 
 #[derive(Default)]
 struct State {
-    ledgers: HashMap<EntityId, Ledger>,
+    /// Keyed by foldhash, seeded per process: every request looks several
+    /// ids up here under the lock. Only management calls insert, so a
+    /// caller cannot flood it with colliding ids.
+    ledgers: HashMap<EntityId, Ledger, foldhash::fast::RandomState>,
     access_groups: AccessGroups,
 }
 
