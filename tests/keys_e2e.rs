@@ -346,6 +346,54 @@ async fn admin_api_manages_keys_teams_orgs_users_and_reports_spend() {
     drop(setup.upstream);
 }
 
+/// The remaining budget of a key and of its team, as `/metrics` shows it.
+async fn remaining_budgets(setup: &Setup, key_alias: &str, team: &str) -> (f64, f64) {
+    let samples = parse_exposition(
+        &send("GET", &setup.gateway.url("/metrics"), &[], "")
+            .await
+            .text(),
+    );
+    (
+        metric_sum(
+            &samples,
+            "gateway_key_budget_remaining_usd",
+            &[("key_alias", key_alias)],
+        ),
+        metric_sum(
+            &samples,
+            "gateway_team_budget_remaining_usd",
+            &[("team", team)],
+        ),
+    )
+}
+
+#[tokio::test]
+async fn budget_gauges_are_computed_when_scraped_even_before_a_request() {
+    let setup = setup("gauges").await;
+    let team = admin(
+        &setup,
+        "/team/new",
+        json!({"team_alias": "gauge-team", "max_budget": 5.0}),
+    )
+    .await;
+    assert_eq!(team.status, 200, "{}", team.text());
+    let team_id = team.json()["team_id"].as_str().unwrap().to_owned();
+    let key = generate(
+        &setup,
+        json!({"team_id": team_id, "key_alias": "gauge-key", "max_budget": 2.0}),
+    )
+    .await;
+    // No request yet: the gauges are there, at the full budgets.
+    assert_eq!(
+        remaining_budgets(&setup, "gauge-key", "gauge-team").await,
+        (2.0, 5.0)
+    );
+    assert_eq!(chat(&setup, &key, "cheap").await.status, 200);
+    let (key_left, team_left) = remaining_budgets(&setup, "gauge-key", "gauge-team").await;
+    assert!(close(key_left, 2.0 - CALL_COST), "{key_left}");
+    assert!(close(team_left, 5.0 - CALL_COST), "{team_left}");
+}
+
 #[tokio::test]
 async fn unknown_expired_and_blocked_keys_are_refused_with_their_types() {
     let setup = setup("auth").await;

@@ -286,6 +286,18 @@ impl BudgetEngine {
         self.read(id, |record| (counter(record).0, record.policy().max_budget))
     }
 
+    /// Calls `each` with every record that has a `max_budget`, its spend so
+    /// far and that budget, under the engine's lock: keep `each` short (copy
+    /// what you need out), and do not call the engine from it. For exporting
+    /// budget gauges when metrics are scraped, instead of on every request.
+    pub fn for_each_budget(&self, mut each: impl FnMut(&Entity, NanoUsd, NanoUsd)) {
+        for ledger in self.shared.lock().ledgers.values() {
+            if let Some(max) = ledger.record.policy().max_budget {
+                each(&ledger.record, counter(&ledger.record).0, max);
+            }
+        }
+    }
+
     /// Spend held by requests in flight at one level.
     pub fn reserved(&self, id: &EntityId) -> Option<NanoUsd> {
         self.shared

@@ -51,6 +51,7 @@ pub(crate) fn metrics(gateway: &Gateway) -> Result<Response<Body>, ApiError> {
         ));
     };
     gateway.runtime().observe_cooldowns();
+    gateway.budgets.export_budget_gauges();
     handle.run_upkeep();
     let mut response = Response::new(crate::http::full(Bytes::from(handle.render())));
     response.headers_mut().insert(

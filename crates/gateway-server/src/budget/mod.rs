@@ -148,6 +148,38 @@ pub(crate) fn now() -> Timestamp {
 }
 
 impl Budgets {
+    /// Sets the remaining-budget gauges of every key with an alias, and every
+    /// team, that has a `max_budget`. Called when `/metrics` is scraped, so
+    /// the values are exact then (a budget reset shows at once) and the
+    /// request path sets no gauge: registering one per request cost more
+    /// than the rest of settling it.
+    pub(crate) fn export_budget_gauges(&self) {
+        let mut keys = Vec::new();
+        let mut teams = Vec::new();
+        // Names are copied out; the gauges are set after the lock is released.
+        self.engine.for_each_budget(|record, spend, max| {
+            let remaining = (max - spend).as_usd();
+            match record {
+                Entity::Key(key) => {
+                    if let Some(alias) = &key.key_alias {
+                        keys.push((alias.clone(), remaining));
+                    }
+                }
+                Entity::Team(team) => {
+                    let alias = team.team_alias.as_ref().unwrap_or(&team.team_id);
+                    teams.push((alias.clone(), remaining));
+                }
+                Entity::User(_) | Entity::Organization(_) => {}
+            }
+        });
+        for (alias, remaining) in keys {
+            metrics::set_key_budget_remaining(&alias, remaining);
+        }
+        for (alias, remaining) in teams {
+            metrics::set_team_budget_remaining(&alias, remaining);
+        }
+    }
+
     /// The engine with the config's keys; no store yet.
     pub(crate) fn new(config: &GatewayConfig) -> Self {
         let settings = config.general.budget.clone();
@@ -413,27 +445,14 @@ impl Admission {
                 sender.send(alerts);
             }
             if let Some(key) = &self.key {
-                // The key's alias is the one it was admitted with; spend and
-                // budget are read live, without copying the records.
-                if let Some((spend, max)) = self
+                // The spend is read live, without copying the record. The
+                // budget gauges are set when /metrics is scraped
+                // (`Budgets::export_budget_gauges`), not on every request.
+                if let Some((spend, _)) = self
                     .engine
                     .spend_and_budget(&EntityId::Key(key.token.clone()))
                 {
                     key_spend = Some(spend);
-                    if let (Some(alias), Some(max)) = (&key.key_alias, max) {
-                        metrics::set_key_budget_remaining(alias, (max - spend).as_usd());
-                    }
-                }
-                if let Some(team_id) = &key.team_id {
-                    if let Some((spend, Some(max))) = self
-                        .engine
-                        .spend_and_budget(&EntityId::Team(team_id.clone()))
-                    {
-                        metrics::set_team_budget_remaining(
-                            &self.team_alias,
-                            (max - spend).as_usd(),
-                        );
-                    }
                 }
             }
         }
