@@ -43,6 +43,7 @@
 #![deny(missing_docs)]
 
 mod alerts;
+mod copy;
 mod error;
 mod maintenance;
 pub mod migrations;

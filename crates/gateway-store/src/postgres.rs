@@ -4,9 +4,8 @@ use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use std::fmt;
 use std::time::Duration;
-use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::types::{to_sql_checked, IsNull, ToSql, Type};
+use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 
 use gateway_budget::{
@@ -15,6 +14,7 @@ use gateway_budget::{
 };
 use gateway_types::NanoUsd;
 
+use crate::copy;
 use crate::error::{from_json, from_pool, from_postgres};
 use crate::migrations::{Migration, POSTGRES, POSTGRES_MIGRATION_LOCK};
 use crate::report::{report_grouping, report_row, sort_report, Dialect};
@@ -616,6 +616,10 @@ async fn copy_spend_logs(
     transaction: &tokio_postgres::Transaction<'_>,
     rows: &[SpendLogRow],
 ) -> Result<(), tokio_postgres::Error> {
+    use futures_util::SinkExt;
+    /// Bytes per CopyData message: large enough that a 5,000-row batch is a
+    /// few dozen messages, small enough not to hold the batch twice.
+    const CHUNK: usize = 64 * 1024;
     static STATEMENT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     let statement = STATEMENT.get_or_init(|| {
         format!(
@@ -623,91 +627,22 @@ async fn copy_spend_logs(
             SPEND_LOG_COLUMNS.join(", ")
         )
     });
-    static TYPES: std::sync::OnceLock<Vec<Type>> = std::sync::OnceLock::new();
-    let types = TYPES.get_or_init(|| {
-        SPEND_LOG_COLUMNS
-            .iter()
-            .map(|column| match (*column, spend_column_type(column)) {
-                ("request_tags", _) => Type::JSONB,
-                (_, "bigint") => Type::INT8,
-                (_, "timestamptz") => Type::TIMESTAMPTZ,
-                (_, "boolean") => Type::BOOL,
-                _ => Type::TEXT,
-            })
-            .collect()
-    });
-    let sink = transaction.copy_in(statement.as_str()).await?;
-    let writer = BinaryCopyInWriter::new(sink, types);
-    futures_util::pin_mut!(writer);
+    let sink = transaction
+        .copy_in::<_, bytes::Bytes>(statement.as_str())
+        .await?;
+    futures_util::pin_mut!(sink);
+    let mut buffer = bytes::BytesMut::with_capacity(CHUNK + 1024);
+    buffer.extend_from_slice(copy::HEADER);
     for row in rows {
-        let tags = JsonbTags(&row.tags);
-        let numbers = [
-            to_i64(row.prompt_tokens),
-            to_i64(row.completion_tokens),
-            to_i64(row.cached_tokens),
-            row.spend.0,
-            to_i64(row.latency_ms()),
-        ];
-        let first_token = row.time_to_first_token_ms.map(to_i64);
-        let (start, end) = (
-            row.start_time.to_system_time(),
-            row.end_time.to_system_time(),
-        );
-        // In SPEND_LOG_COLUMNS order.
-        let values: [&(dyn ToSql + Sync); 24] = [
-            &row.request_id,
-            &row.call_type,
-            &row.key_hash,
-            &row.key_alias,
-            &row.user_id,
-            &row.team_id,
-            &row.organization_id,
-            &row.model_group,
-            &row.deployment_id,
-            &row.provider,
-            &row.model,
-            &numbers[0],
-            &numbers[1],
-            &numbers[2],
-            &numbers[3],
-            &start,
-            &end,
-            &first_token,
-            &row.status.as_str(),
-            &row.error_kind,
-            &row.cache_hit,
-            &tags,
-            &row.end_user,
-            &numbers[4],
-        ];
-        writer.as_mut().write(&values).await?;
+        copy::encode_spend_row(&mut buffer, row);
+        if buffer.len() >= CHUNK {
+            sink.send(buffer.split().freeze()).await?;
+        }
     }
-    writer.finish().await?;
+    buffer.extend_from_slice(copy::TRAILER);
+    sink.send(buffer.freeze()).await?;
+    sink.finish().await?;
     Ok(())
-}
-
-/// Tags sent as `jsonb` in binary form: a version byte, then the JSON
-/// text, written straight into the COPY buffer.
-#[derive(Debug)]
-struct JsonbTags<'a>(&'a [String]);
-
-impl ToSql for JsonbTags<'_> {
-    fn to_sql(
-        &self,
-        _: &Type,
-        out: &mut bytes::BytesMut,
-    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
-        use bytes::BufMut;
-        out.put_u8(1);
-        serde_json::to_writer(out.writer(), self.0)?;
-        Ok(IsNull::No)
-    }
-
-    fn accepts(ty: &Type) -> bool {
-        *ty == Type::JSONB
-    }
-
-    to_sql_checked!();
 }
 
 /// Adds newly stored rows to the daily aggregate, one upsert per
