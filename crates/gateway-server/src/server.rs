@@ -49,7 +49,7 @@ pub async fn serve(
 /// ([`pool_per_thread`](gateway_providers::HttpClientOptions::pool_per_thread)),
 /// and the calling runtime should be single-threaded as well (the `gateway`
 /// binary does both). The gateway's background work (spend writes, reloads,
-/// health checks) stays on the calling runtime, which mostly sleeps.
+/// health checks) stays on the calling runtime.
 ///
 /// On shutdown every thread drains its own connections (each up to
 /// [`DRAIN_TIMEOUT`], in parallel) before this returns.
