@@ -470,6 +470,51 @@ async fn postgres_store_meets_the_contract() {
 }
 
 #[tokio::test]
+async fn postgres_spend_logs_carry_only_the_indexes_their_queries_need() {
+    let Some(url) = postgres_url() else {
+        eprintln!("GATEWAY_TEST_DATABASE_URL is not set; skipping");
+        return;
+    };
+    let schema = support::unique_name("gw_test");
+    let mut config = gateway_store::PostgresConfig::new(url.clone());
+    config.schema = Some(schema.clone());
+    let store = expect(
+        gateway_store::PostgresStore::connect_with(config).await,
+        "connect",
+    );
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|error| panic!("connect a client: {error}"));
+    tokio::spawn(connection);
+    let rows = client
+        .query(
+            "SELECT indexname, indexdef FROM pg_indexes \
+             WHERE schemaname = $1 AND tablename = 'gateway_spend_logs' ORDER BY indexname",
+            &[&schema],
+        )
+        .await
+        .unwrap_or_else(|error| panic!("list indexes: {error}"));
+    let indexes: Vec<(String, String)> = rows.iter().map(|row| (row.get(0), row.get(1))).collect();
+    let names: Vec<&str> = indexes.iter().map(|(name, _)| name.as_str()).collect();
+    // Every logged request pays for each of these (migration 2).
+    assert_eq!(
+        names,
+        [
+            "gateway_spend_logs_key_start",
+            "gateway_spend_logs_pkey",
+            "gateway_spend_logs_start",
+            "gateway_spend_logs_team_start",
+        ]
+    );
+    assert!(
+        indexes[3].1.ends_with("WHERE (team_id IS NOT NULL)"),
+        "{}",
+        indexes[3].1
+    );
+    expect(store.drop_schema().await, "drop schema");
+}
+
+#[tokio::test]
 async fn concurrent_starts_migrate_once() {
     let file = TempDb::new();
     let opens = (0..4).map(|_| SqliteStore::open(file.0.clone()));
