@@ -63,11 +63,13 @@ pub struct SpendWriterHandle {
     rows: mpsc::Sender<SpendLogRow>,
     commands: mpsc::Sender<Command>,
     stats: Arc<SpendWriterStats>,
-    /// Rung once per `batch_rows` queued rows: the task sleeps until a batch
-    /// is ready or its timer fires, not on every row. A wake-up per row made
+    /// Rung once per `wake_every` queued rows: the task sleeps until then
+    /// or until its timer fires, not on every row. A wake-up per row made
     /// the serving threads wake the writer's thread on every request.
     batch_ready: Arc<Notify>,
-    batch_rows: u64,
+    /// `max_batch_rows`, or half the queue if that is smaller, so a small
+    /// queue is emptied before it fills.
+    wake_every: u64,
 }
 
 /// The running writer. Keep it in the server and call
@@ -157,7 +159,7 @@ impl SpendWriterHandle {
         match self.rows.try_send(row) {
             Ok(()) => {
                 // Every upward crossing of a multiple passes through it exactly.
-                if queued % self.batch_rows == 0 {
+                if queued % self.wake_every == 0 {
                     self.batch_ready.notify_one();
                 }
                 true
@@ -206,7 +208,7 @@ impl SpendWriter {
         let (flush_sender, flushes) = watch::channel(0);
         let stats = Arc::new(SpendWriterStats::default());
         let batch_ready = Arc::new(Notify::new());
-        let batch_rows = config.max_batch_rows.max(1) as u64;
+        let wake_every = config.max_batch_rows.min(config.queue_capacity / 2).max(1) as u64;
         let worker = Worker {
             store,
             engine,
@@ -229,7 +231,7 @@ impl SpendWriter {
                 commands,
                 stats,
                 batch_ready,
-                batch_rows,
+                wake_every,
             },
             stop: Some(stop),
             task,

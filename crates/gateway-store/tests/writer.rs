@@ -124,6 +124,33 @@ async fn the_writer_sleeps_until_a_batch_is_ready() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_queue_smaller_than_a_batch_is_emptied_before_it_fills() {
+    let store = Arc::new(InMemoryStore::new());
+    let writer = SpendWriter::start(
+        store.clone(),
+        None,
+        SpendWriterConfig {
+            queue_capacity: 4,
+            max_batch_rows: 100,
+            ..config()
+        },
+    );
+    for row in rows(20) {
+        assert!(
+            writer.handle().submit(row),
+            "dropped at {:?}",
+            writer.stats()
+        );
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(writer.stats().dropped(), 0);
+    assert_eq!(writer.stats().depth(), 20);
+    assert_eq!(writer.handle().flush().await, Ok(20));
+    assert_eq!(stored_rows(&store).await, 20);
+    assert_eq!(writer.shutdown().await, 0);
+}
+
+#[tokio::test(start_paused = true)]
 async fn rows_are_kept_during_an_outage_and_retried_with_backoff() {
     let store = Arc::new(InMemoryStore::new());
     store.set_unavailable(true);
