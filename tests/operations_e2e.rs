@@ -225,6 +225,70 @@ router_settings: {{num_retries: 0}}
     assert_eq!(sum("gateway_build_info", &[]), 1.0);
 }
 
+#[tokio::test]
+async fn a_fallback_is_counted_under_the_requested_alias_and_the_answering_deployment() {
+    let upstream =
+        FakeUpstream::start(Reply::json(500, json!({"error": {"message": "melted"}}))).await;
+    let config = format!(
+        r#"
+model_list:
+  - model_name: labels-primary
+    litellm_params: {{model: openai/upstream-model, api_base: "{}", api_key: upstream-key}}
+    model_info: {{id: labels-primary-deployment}}
+  - model_name: labels-backup
+    litellm_params: {{model: mock/backup, mock_response: "from the backup"}}
+    model_info: {{id: labels-backup-deployment}}
+router_settings:
+  num_retries: 0
+  disable_cooldowns: true
+  fallbacks: [{{"labels-primary": ["labels-backup"]}}]
+"#,
+        upstream.api_base()
+    );
+    let gateway = TestGateway::start(&config, &[]).await;
+    for _ in 0..3 {
+        let response = post(
+            &gateway.url("/v1/chat/completions"),
+            &[],
+            &chat_body("labels-primary"),
+        )
+        .await;
+        assert_eq!(response.status, 200, "{}", response.text());
+        assert_eq!(response.header("x-litellm-attempted-fallbacks"), Some("1"));
+    }
+    assert_eq!(upstream.received().len(), 3);
+    let (_, samples) = metrics_samples(&gateway).await;
+    let sum = |name: &str, labels: &[(&str, &str)]| metric_sum(&samples, name, labels);
+    let answered = [
+        ("model", "labels-primary"),
+        ("deployment", "labels-backup-deployment"),
+        ("provider", "mock"),
+    ];
+    assert_eq!(
+        sum(
+            "gateway_requests_total",
+            &[answered[0], answered[1], answered[2], ("status", "200")]
+        ),
+        3.0
+    );
+    assert_eq!(
+        sum(
+            "gateway_request_duration_seconds_count",
+            &[answered[0], answered[1]]
+        ),
+        3.0
+    );
+    assert_eq!(
+        sum("gateway_output_tokens_total", &[answered[0], answered[1]]),
+        9.0
+    );
+    assert_eq!(
+        sum("gateway_requests_total", &[("model", "labels-backup")]),
+        0.0,
+        "the backup's own alias counted nothing"
+    );
+}
+
 fn slow_config(alias: &str) -> String {
     let words: Vec<String> = (1..=120).map(|n| format!("w{n}")).collect();
     format!(

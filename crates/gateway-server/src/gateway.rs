@@ -644,14 +644,18 @@ impl Runtime {
 
     pub(crate) fn labels(&self, model: Option<&str>, deployment: Option<&str>) -> DeploymentLabels {
         let chosen = deployment.and_then(|id| self.deployment_labels.get(id));
+        let configured = model.and_then(|name| self.model_labels.get(name));
         if let Some(chosen) = chosen {
             if model == Some(&*chosen.model) {
                 // The usual case: these labels carry the series' handles.
                 return chosen.clone();
             }
+            // A fallback: the deployment answered for another alias.
+            if let Some(labels) = configured.and_then(|alias| chosen.for_alias(&alias.model)) {
+                return labels;
+            }
         }
-        let mut labels = model
-            .and_then(|name| self.model_labels.get(name))
+        let mut labels = configured
             .cloned()
             .unwrap_or_else(DeploymentLabels::unknown);
         if let Some(chosen) = chosen {

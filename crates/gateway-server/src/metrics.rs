@@ -25,7 +25,7 @@
 use gateway_types::NanoUsd;
 use metrics::{Counter, Gauge, Histogram, SharedString};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 use std::time::Duration;
 
 /// Requests answered on the model endpoints (counter). Labels: `model`,
@@ -177,7 +177,15 @@ pub struct DeploymentLabels {
     /// per request (building its key, hashing it, looking it up) was most
     /// of what recording cost.
     handles: Option<Arc<OnceLock<Handles>>>,
+    /// This deployment's labels under the other aliases it answered for
+    /// (as a fallback), each with handles of its own; see
+    /// [`DeploymentLabels::for_alias`].
+    aliases: Option<Arc<RwLock<Vec<DeploymentLabels>>>>,
 }
+
+/// Aliases a deployment keeps labels for; past this, requests for further
+/// aliases register their series per request, as before.
+const MAX_ALIASES: usize = 32;
 
 impl PartialEq for DeploymentLabels {
     fn eq(&self, other: &Self) -> bool {
@@ -197,7 +205,39 @@ impl DeploymentLabels {
             deployment: SharedString::from(Arc::<str>::from(deployment)),
             provider: SharedString::const_str(provider),
             handles: Some(Arc::default()),
+            aliases: Some(Arc::default()),
         }
+    }
+
+    /// These labels for a request that asked for `alias` (a configured
+    /// model name) and was answered by this deployment, as a fallback is:
+    /// `model` is the alias, the deployment and provider are this one's.
+    /// Made on first use and kept, with handles of their own, so a request
+    /// that falls back does not register its series again (~10k
+    /// instructions a request in the `fallback` benchmark). `None` for
+    /// labels without a deployment, and once [`MAX_ALIASES`] are kept.
+    pub(crate) fn for_alias(&self, alias: &SharedString) -> Option<DeploymentLabels> {
+        let aliases = self.aliases.as_ref()?;
+        let find = |kept: &[DeploymentLabels]| kept.iter().find(|l| l.model == *alias).cloned();
+        if let Some(found) = find(&aliases.read().unwrap_or_else(PoisonError::into_inner)) {
+            return Some(found);
+        }
+        let mut kept = aliases.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(found) = find(&kept) {
+            return Some(found);
+        }
+        if kept.len() >= MAX_ALIASES {
+            return None;
+        }
+        let labels = DeploymentLabels {
+            model: alias.clone(),
+            deployment: self.deployment.clone(),
+            provider: self.provider.clone(),
+            handles: Some(Arc::default()),
+            aliases: None,
+        };
+        kept.push(labels.clone());
+        Some(labels)
     }
 
     /// The labels of a request for `model` that reached no deployment.
@@ -207,6 +247,7 @@ impl DeploymentLabels {
             deployment: SharedString::const_str(""),
             provider: SharedString::const_str(""),
             handles: None,
+            aliases: None,
         }
     }
 
@@ -618,6 +659,41 @@ fn in_flight_gauge() -> &'static Gauge {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_deployment_keeps_one_set_of_labels_per_alias_it_answers_for() {
+        let deployment = DeploymentLabels::new("fallback-group", "fallback-1", "openai");
+        let primary = SharedString::from(Arc::<str>::from("primary-group"));
+        let Some(first) = deployment.for_alias(&primary) else {
+            panic!("no labels for the alias")
+        };
+        assert_eq!(
+            (&*first.model, &*first.deployment, &*first.provider),
+            ("primary-group", "fallback-1", "openai")
+        );
+        let Some(again) = deployment.for_alias(&primary) else {
+            panic!("no labels the second time")
+        };
+        let same_handles = match (&first.handles, &again.handles) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        };
+        assert!(
+            same_handles,
+            "the second request reuses the first's handles"
+        );
+        let own = deployment.handles.as_ref().map(Arc::as_ptr);
+        assert_ne!(first.handles.as_ref().map(Arc::as_ptr), own);
+        // Bounded: aliases past the cap are not kept.
+        for n in 1..MAX_ALIASES {
+            let alias = SharedString::from(Arc::<str>::from(format!("alias-{n}")));
+            assert!(deployment.for_alias(&alias).is_some());
+        }
+        let one_more = SharedString::from(Arc::<str>::from("one-too-many"));
+        assert!(deployment.for_alias(&one_more).is_none());
+        assert!(deployment.for_alias(&primary).is_some(), "kept ones stay");
+        assert!(DeploymentLabels::unknown().for_alias(&primary).is_none());
+    }
 
     #[test]
     fn common_statuses_are_static_labels() {
