@@ -174,15 +174,9 @@ pub fn upstream_message(body: &[u8]) -> String {
     struct Envelope {
         error: Inner,
     }
-    #[derive(serde::Deserialize)]
-    #[serde(untagged)]
-    enum Inner {
-        Object { message: String },
-        Text(String),
-    }
     match serde_json::from_slice::<Envelope>(body) {
         Ok(Envelope {
-            error: Inner::Object { message } | Inner::Text(message),
+            error: Inner(message),
         }) => message,
         Err(_) => {
             let text = String::from_utf8_lossy(body).trim().to_owned();
@@ -192,6 +186,47 @@ pub fn upstream_message(body: &[u8]) -> String {
                 text
             }
         }
+    }
+}
+
+/// `error` of an error body: `{"message": ...}` (other fields skipped) or a
+/// string. Hand-written: `#[serde(untagged)]` buffered the whole object,
+/// every field's value copied, before trying each shape; a fallback pays
+/// for this on each failed attempt.
+struct Inner(String);
+
+impl<'de> serde::Deserialize<'de> for Inner {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Inner;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object with a message, or a string")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Inner, E> {
+                Ok(Inner(text.to_owned()))
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Inner, A::Error> {
+                let mut message = None;
+                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    if key == "message" && message.is_none() {
+                        message = Some(map.next_value::<String>()?);
+                    } else {
+                        map.next_value::<serde::de::IgnoredAny>()?;
+                    }
+                }
+                message
+                    .map(Inner)
+                    .ok_or_else(|| serde::de::Error::missing_field("message"))
+            }
+        }
+        deserializer.deserialize_any(Visit)
     }
 }
 
@@ -269,6 +304,16 @@ mod tests {
             "m"
         );
         assert_eq!(upstream_message(br#"{"error":"plain"}"#), "plain");
+        assert_eq!(
+            upstream_message(
+                br#"{"error":{"type":"x","code":{"n":[1,2]},"message":"esc\"aped"},"extra":1}"#
+            ),
+            "esc\"aped"
+        );
+        // Without a message the body's text is kept, as for any other shape.
+        let no_message = br#"{"error":{"type":"x"}}"#;
+        assert_eq!(upstream_message(no_message), r#"{"error":{"type":"x"}}"#);
+        assert_eq!(upstream_message(br#"{"error":7}"#), r#"{"error":7}"#);
         assert_eq!(upstream_message(b"Bad Gateway"), "Bad Gateway");
         assert_eq!(upstream_message(b""), "(empty body)");
     }
