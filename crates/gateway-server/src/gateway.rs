@@ -644,24 +644,29 @@ impl Runtime {
 
     pub(crate) fn labels(&self, model: Option<&str>, deployment: Option<&str>) -> DeploymentLabels {
         let chosen = deployment.and_then(|id| self.deployment_labels.get(id));
-        let configured = model.and_then(|name| self.model_labels.get(name));
         if let Some(chosen) = chosen {
             if model == Some(&*chosen.model) {
                 // The usual case: these labels carry the series' handles.
                 return chosen.clone();
             }
-            // A fallback: the deployment answered for another alias.
-            if let Some(labels) = configured.and_then(|alias| chosen.for_alias(&alias.model)) {
-                return labels;
-            }
         }
-        let mut labels = configured
-            .cloned()
-            .unwrap_or_else(DeploymentLabels::unknown);
-        if let Some(chosen) = chosen {
-            labels.deployment = chosen.deployment.clone();
-            labels.provider = chosen.provider.clone();
+        // Looked up only now: the usual case above needs no second lookup.
+        let configured = model.and_then(|name| self.model_labels.get(name));
+        let model_only = || {
+            configured
+                .cloned()
+                .unwrap_or_else(DeploymentLabels::unknown)
+        };
+        let Some(chosen) = chosen else {
+            return model_only();
+        };
+        // A fallback: the deployment answered for another alias.
+        if let Some(labels) = configured.and_then(|alias| chosen.for_alias(&alias.model)) {
+            return labels;
         }
+        let mut labels = model_only();
+        labels.deployment = chosen.deployment.clone();
+        labels.provider = chosen.provider.clone();
         labels
     }
 
