@@ -349,6 +349,46 @@ async fn every_deployment_cooling_is_a_503_with_retry_after() {
 }
 
 #[tokio::test]
+async fn a_cooldown_that_ends_before_the_scrape_is_still_counted() {
+    let broken = FakeUpstream::start(failing(401)).await;
+    let healthy = FakeUpstream::start(Reply::json(200, upstream_completion("ok"))).await;
+    let config = format!(
+        "model_list:\n  - model_name: chat\n    litellm_params: {{model: openai/a, api_base: {}}}\n    model_info: {{id: brief-broken}}\n  - model_name: other\n    litellm_params: {{model: openai/b, api_base: {}}}\n    model_info: {{id: brief-other}}\nrouter_settings: {{num_retries: 0, cooldown_time: 0.2, timeout: 1}}\n",
+        broken.api_base(),
+        healthy.api_base()
+    );
+    let gateway = TestGateway::start(&config, &[]).await;
+    post(
+        &gateway.url("/v1/chat/completions"),
+        &[],
+        &chat("chat", "hi"),
+    )
+    .await
+    .assert_error(502, "upstream_auth_error");
+    // The failing request itself counted the cooldown it started; by the
+    // time of the scrape it is over.
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    let samples = parse_exposition(&send("GET", &gateway.url("/metrics"), &[], "").await.text());
+    let for_deployment = |name: &str, id: &str, state: Option<&str>| {
+        let mut labels = vec![("deployment", id)];
+        labels.extend(state.map(|state| ("state", state)));
+        metric_sum(&samples, name, &labels)
+    };
+    assert_eq!(
+        for_deployment("gateway_deployment_cooldowns_total", "brief-broken", None),
+        1.0
+    );
+    assert_eq!(
+        for_deployment("gateway_deployment_state", "brief-broken", Some("healthy")),
+        1.0
+    );
+    assert_eq!(
+        for_deployment("gateway_deployment_cooldowns_total", "brief-other", None),
+        0.0
+    );
+}
+
+#[tokio::test]
 async fn wildcard_groups_route_unknown_names_and_send_the_requested_model_upstream() {
     let catch_all = FakeUpstream::start(Reply::json(200, upstream_completion("catch-all"))).await;
     let team = FakeUpstream::start(Reply::json(200, upstream_completion("team"))).await;

@@ -671,17 +671,26 @@ impl Runtime {
     }
 
     /// Publishes which deployments are cooling and counts the cooldowns
-    /// entered since the last look. Called on every `/metrics` scrape and
-    /// after any request with a failed attempt, so the success path pays
+    /// entered since the last look. Called on every `/metrics` scrape, and
+    /// for the deployments that failed after any request with a failed
+    /// attempt ([`Runtime::observe_cooldowns_of`]), so the success path pays
     /// nothing. A cooldown re-extended between two looks counts once.
     pub(crate) fn observe_cooldowns(&self) {
+        self.observe_cooldowns_of(self.deployment_labels.keys().map(String::as_str));
+    }
+
+    /// [`Runtime::observe_cooldowns`] for some deployments: after a request,
+    /// the ones that failed in it. Only a failure starts a cooldown, and a
+    /// scrape looks at every deployment (and sees cooldowns end), so a
+    /// failing request costs its own failures, not a walk over every
+    /// deployment of the config.
+    pub(crate) fn observe_cooldowns_of<'a>(&self, ids: impl Iterator<Item = &'a str> + Clone) {
         let now = tokio::time::Instant::now().into_std();
-        let mut current: Vec<(DeploymentId, Option<Instant>)> =
-            Vec::with_capacity(self.deployment_labels.len());
+        let mut current: Vec<(DeploymentId, Option<Instant>)> = Vec::new();
         self.router.state().update(&mut |table| {
             current.clear();
-            for id in self.deployment_labels.keys() {
-                let id = DeploymentId::new(id.as_str());
+            for id in ids.clone() {
+                let id = DeploymentId::new(id);
                 let until = table
                     .by_id(&id)
                     .and_then(|stats| stats.cooldown_until)

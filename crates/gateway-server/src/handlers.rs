@@ -127,7 +127,12 @@ impl Gateway {
         if let Some(report) = &outcome.report {
             route_headers(response.headers_mut(), report, &runtime);
             if !report.errors.is_empty() {
-                runtime.observe_cooldowns();
+                runtime.observe_cooldowns_of(
+                    report
+                        .errors
+                        .iter()
+                        .map(|failed| failed.deployment.as_str()),
+                );
             }
         }
         let overhead = outcome
