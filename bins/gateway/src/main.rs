@@ -114,10 +114,11 @@ fn run_cli(cli: Cli) -> anyhow::Result<()> {
         Some(workers) => NonZeroUsize::new(workers).context("--num_workers must be at least 1")?,
         None => std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN),
     };
-    // One single-threaded runtime per serving thread (this one included;
-    // see `server::serve_on_threads`): no work stealing, so a request never
-    // wakes another thread.
+    // Single-threaded runtimes (see `server::serve_on_threads`): no work
+    // stealing, so a request never wakes another thread. This one accepts
+    // and runs background work, and serves too with `--num_workers 1`.
     tokio::runtime::Builder::new_current_thread()
+        .event_interval(server::SERVING_EVENT_INTERVAL)
         .enable_all()
         .build()
         .context("cannot start the async runtime")?
