@@ -882,7 +882,8 @@ async fn a_busy_accepting_thread_holds_up_no_request() {
         "model_list:\n  - model_name: m\n    litellm_params: {model: mock/m, mock_response: hi}\n";
     let gateway = TestGateway::start_on_threads(text, &[], 2).await;
     let addr = gateway.addr;
-    let (opened, wait_opened) = std::sync::mpsc::channel();
+    // Awaited here without blocking this runtime, which must accept.
+    let (opened, wait_opened) = tokio::sync::oneshot::channel::<()>();
     let (busy, wait_busy) = std::sync::mpsc::channel::<()>();
     // The client lives on a thread of its own, so it runs while this
     // thread (which accepts, and runs the gateway's background work) is held.
@@ -904,7 +905,7 @@ async fn a_busy_accepting_thread_holds_up_no_request() {
                 );
                 clients.push(client);
             }
-            opened.send(()).unwrap();
+            let _ = opened.send(());
             wait_busy.recv().unwrap();
             let mut answers = Vec::new();
             for client in &mut clients {
@@ -919,14 +920,8 @@ async fn a_busy_accepting_thread_holds_up_no_request() {
     });
     // Let this runtime accept both connections, then hold its thread, as a
     // long spend-log batch would.
-    loop {
-        match wait_opened.try_recv() {
-            Ok(()) => break,
-            Err(std::sync::mpsc::TryRecvError::Empty) => {
-                tokio::time::sleep(Duration::from_millis(5)).await
-            }
-            Err(std::sync::mpsc::TryRecvError::Disconnected) => panic!("the client failed"),
-        }
+    if wait_opened.await.is_err() {
+        panic!("the client failed before its connections were open");
     }
     busy.send(()).unwrap();
     let answers = client.join().unwrap_or_else(|_| {

@@ -353,7 +353,7 @@ async fn a_cooldown_that_ends_before_the_scrape_is_still_counted() {
     let broken = FakeUpstream::start(failing(401)).await;
     let healthy = FakeUpstream::start(Reply::json(200, upstream_completion("ok"))).await;
     let config = format!(
-        "model_list:\n  - model_name: chat\n    litellm_params: {{model: openai/a, api_base: {}}}\n    model_info: {{id: brief-broken}}\n  - model_name: other\n    litellm_params: {{model: openai/b, api_base: {}}}\n    model_info: {{id: brief-other}}\nrouter_settings: {{num_retries: 0, cooldown_time: 0.2, timeout: 1}}\n",
+        "model_list:\n  - model_name: chat\n    litellm_params: {{model: openai/a, api_base: {}}}\n    model_info: {{id: brief-broken}}\n  - model_name: other\n    litellm_params: {{model: openai/b, api_base: {}}}\n    model_info: {{id: brief-other}}\nrouter_settings: {{num_retries: 0, cooldown_time: 5, timeout: 1}}\n",
         broken.api_base(),
         healthy.api_base()
     );
@@ -365,9 +365,12 @@ async fn a_cooldown_that_ends_before_the_scrape_is_still_counted() {
     )
     .await
     .assert_error(502, "upstream_auth_error");
-    // The failing request itself counted the cooldown it started; by the
-    // time of the scrape it is over.
-    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    // The failing request itself counted the cooldown it started; move the
+    // runtime's clock (the router's clock) past its 5 s end before the
+    // scrape, then let time run again for the HTTP exchange.
+    tokio::time::pause();
+    tokio::time::advance(std::time::Duration::from_secs(6)).await;
+    tokio::time::resume();
     let samples = parse_exposition(&send("GET", &gateway.url("/metrics"), &[], "").await.text());
     let for_deployment = |name: &str, id: &str, state: Option<&str>| {
         let mut labels = vec![("deployment", id)];
