@@ -492,6 +492,11 @@ impl KeyRecord {
 }
 
 impl TeamRecord {
+    /// The name metrics and logs show: the alias, else the id.
+    pub fn label(&self) -> &str {
+        self.team_alias.as_deref().unwrap_or(&self.team_id)
+    }
+
     /// A team with no limits.
     pub fn new(team_id: impl Into<String>, now: Timestamp) -> Self {
         TeamRecord {

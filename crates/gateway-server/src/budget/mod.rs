@@ -165,10 +165,7 @@ impl Budgets {
                         keys.push((alias.clone(), remaining));
                     }
                 }
-                Entity::Team(team) => {
-                    let alias = team.team_alias.as_ref().unwrap_or(&team.team_id);
-                    teams.push((alias.clone(), remaining));
-                }
+                Entity::Team(team) => teams.push((team.label().to_owned(), remaining)),
                 Entity::User(_) | Entity::Organization(_) => {}
             }
         });
@@ -357,8 +354,7 @@ impl Budgets {
                         let Entity::Team(team) = team else {
                             return None;
                         };
-                        let alias = team.team_alias.as_ref().unwrap_or(&team.team_id);
-                        Some((alias.clone(), team.organization_id.clone()))
+                        Some((team.label().to_owned(), team.organization_id.clone()))
                     });
                     if let Some((alias, organization_id)) = team.flatten() {
                         admission.team_alias = alias;
