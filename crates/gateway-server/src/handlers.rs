@@ -162,15 +162,17 @@ impl Gateway {
             if let Some(key) = admission.key() {
                 key_spend = Some(key.spend);
                 if let Some(max_budget) = key.policy.max_budget {
-                    insert(headers, X_LITELLM_KEY_MAX_BUDGET, usd(max_budget));
+                    usd(headers, X_LITELLM_KEY_MAX_BUDGET, max_budget);
                 }
                 if let Some(rpm) = key.policy.rpm_limit {
-                    insert(headers, X_LITELLM_KEY_RPM_LIMIT, rpm.to_string());
-                    insert(headers, X_RATELIMIT_API_KEY_LIMIT_REQUESTS, rpm.to_string());
+                    let value = HeaderValue::from(rpm);
+                    headers.insert(X_LITELLM_KEY_RPM_LIMIT, value.clone());
+                    headers.insert(X_RATELIMIT_API_KEY_LIMIT_REQUESTS, value);
                 }
                 if let Some(tpm) = key.policy.tpm_limit {
-                    insert(headers, X_LITELLM_KEY_TPM_LIMIT, tpm.to_string());
-                    insert(headers, X_RATELIMIT_API_KEY_LIMIT_TOKENS, tpm.to_string());
+                    let value = HeaderValue::from(tpm);
+                    headers.insert(X_LITELLM_KEY_TPM_LIMIT, value.clone());
+                    headers.insert(X_RATELIMIT_API_KEY_LIMIT_TOKENS, value);
                 }
             }
             if outcome.stream.is_some() {
@@ -184,10 +186,10 @@ impl Gateway {
                 });
                 observation.cost = settled.cost;
                 key_spend = settled.key_spend.or(key_spend);
-                insert(headers, X_LITELLM_RESPONSE_COST, usd(settled.cost));
+                usd(headers, X_LITELLM_RESPONSE_COST, settled.cost);
             }
             if let Some(spend) = key_spend {
-                insert(headers, X_LITELLM_KEY_SPEND, usd(spend));
+                usd(headers, X_LITELLM_KEY_SPEND, spend);
             }
         }
         let status = response.status();
@@ -761,9 +763,12 @@ fn count_value(count: u32) -> HeaderValue {
     }
 }
 
-/// USD as LiteLLM's headers print it.
-fn usd(amount: NanoUsd) -> String {
-    amount.as_usd().to_string()
+/// USD as LiteLLM's headers print it. The text's buffer becomes the
+/// header value: one allocation, and no float formatted.
+fn usd(headers: &mut HeaderMap, name: HeaderName, amount: NanoUsd) {
+    if let Ok(value) = HeaderValue::try_from(amount.usd_text()) {
+        headers.insert(name, value);
+    }
 }
 
 fn insert(headers: &mut HeaderMap, name: HeaderName, value: impl AsRef<str>) {

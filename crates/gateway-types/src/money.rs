@@ -33,6 +33,52 @@ impl NanoUsd {
         self.0 as f64 / Self::PER_USD as f64
     }
 
+    /// The amount in dollars as the shortest exact decimal: `"0.0000025"`,
+    /// `"12"`, `"-1.5"`. Below $4M this is the text `f64`'s `Display` gives
+    /// for [`as_usd`](Self::as_usd) (each nine-digit decimal there has its
+    /// own `f64`), written without formatting a float; above, it stays exact.
+    /// For response headers, on every keyed request.
+    pub fn usd_text(self) -> String {
+        let magnitude = self.0.unsigned_abs();
+        let per_usd = Self::PER_USD.unsigned_abs();
+        let mut text = String::with_capacity(32);
+        if self.0 < 0 {
+            text.push('-');
+        }
+        let mut whole = [0u8; 20];
+        let mut start = whole.len();
+        let mut dollars = magnitude / per_usd;
+        loop {
+            start -= 1;
+            whole[start] = b'0' + (dollars % 10) as u8;
+            dollars /= 10;
+            if dollars == 0 {
+                break;
+            }
+        }
+        text.extend(whole[start..].iter().map(|&digit| char::from(digit)));
+        let mut fraction = magnitude % per_usd;
+        if fraction != 0 {
+            let mut digits = 9;
+            while fraction % 10 == 0 {
+                fraction /= 10;
+                digits -= 1;
+            }
+            let mut fraction_digits = [b'0'; 9];
+            for slot in fraction_digits[..digits].iter_mut().rev() {
+                *slot = b'0' + (fraction % 10) as u8;
+                fraction /= 10;
+            }
+            text.push('.');
+            text.extend(
+                fraction_digits[..digits]
+                    .iter()
+                    .map(|&digit| char::from(digit)),
+            );
+        }
+        text
+    }
+
     /// Adds without overflowing.
     pub fn saturating_add(self, other: NanoUsd) -> NanoUsd {
         NanoUsd(self.0.saturating_add(other.0))
@@ -74,6 +120,43 @@ impl fmt::Display for NanoUsd {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn usd_text_is_the_exact_decimal() {
+        assert_eq!(NanoUsd(0).usd_text(), "0");
+        assert_eq!(NanoUsd(2_500).usd_text(), "0.0000025");
+        assert_eq!(NanoUsd(1).usd_text(), "0.000000001");
+        assert_eq!(NanoUsd(12_000_000_000).usd_text(), "12");
+        assert_eq!(NanoUsd(-1_500_000_000).usd_text(), "-1.5");
+        assert_eq!(NanoUsd(1_000_000_000_000_000).usd_text(), "1000000");
+        assert_eq!(NanoUsd(i64::MIN).usd_text(), "-9223372036.854775808");
+        assert_eq!(NanoUsd(i64::MAX).usd_text(), "9223372036.854775807");
+    }
+
+    #[test]
+    fn usd_text_matches_float_display_below_four_million_dollars() {
+        // A fixed pseudo-random walk over magnitudes from nano-dollars to
+        // $4M, plus round figures: the header text must not change.
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut amounts = vec![0, 1, 9, 10, 999_999_999, 1_000_000_000, 1_000_000_001];
+        for _ in 0..20_000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let scale = 10_i64.pow((state % 16) as u32);
+            amounts.push((state >> 20) as i64 % scale);
+        }
+        for nanos in amounts {
+            for amount in [NanoUsd(nanos), NanoUsd(-nanos)] {
+                assert_eq!(
+                    amount.usd_text(),
+                    amount.as_usd().to_string(),
+                    "{}",
+                    amount.0
+                );
+            }
+        }
+    }
 
     #[test]
     fn dollars_round_trip_through_nanos() {

@@ -452,12 +452,16 @@ impl Admission {
                 }
             }
         }
-        let (key_alias, team) = self.labels();
+        let key_alias = self
+            .key
+            .as_ref()
+            .and_then(|key| key.key_alias.as_deref())
+            .unwrap_or_default();
         metrics::record_spend(
             &SpendLabels {
                 model: &self.model,
-                key_alias: &key_alias,
-                team: &team,
+                key_alias,
+                team: &self.team_alias,
             },
             charged,
         );
