@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::fmt;
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use gateway_types::Secret;
@@ -18,9 +19,20 @@ const KEY_RANDOM_BYTES: usize = 32;
 
 /// The lowercase hex SHA-256 of a whole key (`sk-...`): the key's identity in
 /// storage and the `token` column.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct KeyHash(Arc<str>);
+
+/// Hashes the first 16 hex digits only. They are digits of a SHA-256, as
+/// evenly spread as all 64, and a keyed request looks its key up in the
+/// budget engine's maps several times: hashing 64 bytes each time was
+/// ~500 instructions a request. Equal values still hash equally.
+impl Hash for KeyHash {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        let bytes = self.0.as_bytes();
+        state.write(&bytes[..bytes.len().min(16)]);
+    }
+}
 
 /// A newly generated key: the only moment the plaintext exists.
 #[derive(Debug, Clone)]
@@ -36,8 +48,7 @@ pub struct GeneratedKey {
 impl KeyHash {
     /// Hashes a plaintext key.
     pub fn of_key(key: &str) -> KeyHash {
-        let digest = Sha256::digest(key.as_bytes());
-        KeyHash(to_hex(&digest).into())
+        KeyHash(hex(&Sha256::digest(key.as_bytes())))
     }
 
     /// Parses a stored hash: 64 hex characters, normalised to lowercase.
@@ -144,14 +155,17 @@ fn key_from_plaintext(key: String) -> GeneratedKey {
     }
 }
 
-fn to_hex(bytes: &[u8]) -> String {
+/// Lowercase hex of a digest, written on the stack and allocated once.
+fn hex(digest: &[u8]) -> Arc<str> {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for byte in bytes {
-        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
-        out.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
+    let mut out = [0u8; 64];
+    for (pair, byte) in out.chunks_exact_mut(2).zip(digest) {
+        pair[0] = DIGITS[usize::from(byte >> 4)];
+        pair[1] = DIGITS[usize::from(byte & 0x0f)];
     }
-    out
+    let used = digest.len().min(32) * 2;
+    // Hex digits are ASCII, so the check passes (on its ASCII fast path).
+    std::str::from_utf8(&out[..used]).map_or_else(|_| Arc::from(""), Arc::from)
 }
 
 fn base64url(bytes: &[u8]) -> String {
