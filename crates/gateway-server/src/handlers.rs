@@ -763,10 +763,10 @@ fn count_value(count: u32) -> HeaderValue {
     }
 }
 
-/// USD as LiteLLM's headers print it. The text's buffer becomes the
-/// header value: one allocation, and no float formatted.
+/// USD as LiteLLM's headers print it: digits written on the stack, copied
+/// once into the header value; no float formatted.
 fn usd(headers: &mut HeaderMap, name: HeaderName, amount: NanoUsd) {
-    if let Ok(value) = HeaderValue::try_from(amount.usd_text()) {
+    if let Ok(value) = HeaderValue::from_bytes(amount.usd_text().as_bytes()) {
         headers.insert(name, value);
     }
 }

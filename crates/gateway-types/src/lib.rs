@@ -31,7 +31,7 @@ pub use embeddings::{Embedding, EmbeddingsRequest, EmbeddingsResponse, Embedding
 pub use error::{ErrorBody, ErrorDetail};
 pub use ids::{DeploymentId, ModelName};
 pub use models::{ModelList, ModelObject};
-pub use money::NanoUsd;
+pub use money::{NanoUsd, UsdText};
 pub use secret::Secret;
 
 /// A JSON object: the type of every `extra` map that keeps unknown fields.

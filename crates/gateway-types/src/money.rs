@@ -36,27 +36,31 @@ impl NanoUsd {
     /// The amount in dollars as the shortest exact decimal: `"0.0000025"`,
     /// `"12"`, `"-1.5"`. Below $4M this is the text `f64`'s `Display` gives
     /// for [`as_usd`](Self::as_usd) (each nine-digit decimal there has its
-    /// own `f64`), written without formatting a float; above, it stays exact.
-    /// For response headers, on every keyed request.
-    pub fn usd_text(self) -> String {
+    /// own `f64`), written without formatting a float or allocating; above,
+    /// it stays exact. For response headers, on every keyed request.
+    pub fn usd_text(self) -> UsdText {
+        let mut text = UsdText {
+            bytes: [0; UsdText::CAPACITY],
+            len: 0,
+        };
         let magnitude = self.0.unsigned_abs();
         let per_usd = Self::PER_USD.unsigned_abs();
-        let mut text = String::with_capacity(32);
         if self.0 < 0 {
-            text.push('-');
+            text.push(b'-');
         }
-        let mut whole = [0u8; 20];
+        // i64::MAX is 9,223,372,036 dollars: at most ten digits.
+        let mut whole = [0u8; 10];
         let mut start = whole.len();
         let mut dollars = magnitude / per_usd;
         loop {
             start -= 1;
             whole[start] = b'0' + (dollars % 10) as u8;
             dollars /= 10;
-            if dollars == 0 {
+            if dollars == 0 || start == 0 {
                 break;
             }
         }
-        text.extend(whole[start..].iter().map(|&digit| char::from(digit)));
+        whole[start..].iter().for_each(|&digit| text.push(digit));
         let mut fraction = magnitude % per_usd;
         if fraction != 0 {
             let mut digits = 9;
@@ -69,12 +73,10 @@ impl NanoUsd {
                 *slot = b'0' + (fraction % 10) as u8;
                 fraction /= 10;
             }
-            text.push('.');
-            text.extend(
-                fraction_digits[..digits]
-                    .iter()
-                    .map(|&digit| char::from(digit)),
-            );
+            text.push(b'.');
+            fraction_digits[..digits]
+                .iter()
+                .for_each(|&digit| text.push(digit));
         }
         text
     }
@@ -111,6 +113,48 @@ impl fmt::Debug for NanoUsd {
     }
 }
 
+/// [`NanoUsd::usd_text`]'s decimal, on the stack.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct UsdText {
+    bytes: [u8; UsdText::CAPACITY],
+    len: usize,
+}
+
+impl UsdText {
+    /// A sign, ten whole digits, a point and nine fraction digits.
+    const CAPACITY: usize = 21;
+
+    fn push(&mut self, byte: u8) {
+        if let Some(slot) = self.bytes.get_mut(self.len) {
+            *slot = byte;
+            self.len += 1;
+        }
+    }
+
+    /// The ASCII bytes, for a header value.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        // Only ASCII digits, '-' and '.' are pushed: the check passes.
+        std::str::from_utf8(self.as_bytes()).unwrap_or_default()
+    }
+}
+
+impl fmt::Display for UsdText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for UsdText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
 impl fmt::Display for NanoUsd {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "${:.6}", self.as_usd())
@@ -123,14 +167,23 @@ mod tests {
 
     #[test]
     fn usd_text_is_the_exact_decimal() {
-        assert_eq!(NanoUsd(0).usd_text(), "0");
-        assert_eq!(NanoUsd(2_500).usd_text(), "0.0000025");
-        assert_eq!(NanoUsd(1).usd_text(), "0.000000001");
-        assert_eq!(NanoUsd(12_000_000_000).usd_text(), "12");
-        assert_eq!(NanoUsd(-1_500_000_000).usd_text(), "-1.5");
-        assert_eq!(NanoUsd(1_000_000_000_000_000).usd_text(), "1000000");
-        assert_eq!(NanoUsd(i64::MIN).usd_text(), "-9223372036.854775808");
-        assert_eq!(NanoUsd(i64::MAX).usd_text(), "9223372036.854775807");
+        assert_eq!(NanoUsd(0).usd_text().as_str(), "0");
+        assert_eq!(NanoUsd(2_500).usd_text().as_str(), "0.0000025");
+        assert_eq!(NanoUsd(1).usd_text().as_str(), "0.000000001");
+        assert_eq!(NanoUsd(12_000_000_000).usd_text().as_str(), "12");
+        assert_eq!(NanoUsd(-1_500_000_000).usd_text().as_str(), "-1.5");
+        assert_eq!(
+            NanoUsd(1_000_000_000_000_000).usd_text().as_str(),
+            "1000000"
+        );
+        assert_eq!(
+            NanoUsd(i64::MIN).usd_text().as_str(),
+            "-9223372036.854775808"
+        );
+        assert_eq!(
+            NanoUsd(i64::MAX).usd_text().as_str(),
+            "9223372036.854775807"
+        );
     }
 
     #[test]
@@ -149,7 +202,7 @@ mod tests {
         for nanos in amounts {
             for amount in [NanoUsd(nanos), NanoUsd(-nanos)] {
                 assert_eq!(
-                    amount.usd_text(),
+                    amount.usd_text().as_str(),
                     amount.as_usd().to_string(),
                     "{}",
                     amount.0
