@@ -25,6 +25,7 @@
 use gateway_types::NanoUsd;
 use metrics::{Counter, Gauge, Histogram, SharedString};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -406,13 +407,58 @@ pub fn record_spend(labels: &SpendLabels<'_>, cost: NanoUsd) {
     if amount == 0 {
         return;
     }
-    metrics::counter!(
-        SPEND_NANO_USD_TOTAL,
-        LABEL_MODEL => labels.model.to_owned(),
-        LABEL_KEY_ALIAS => labels.key_alias.to_owned(),
-        LABEL_TEAM => labels.team.to_owned(),
-    )
-    .increment(amount);
+    labels.register().increment(amount);
+}
+
+/// Series of [`SPEND_NANO_USD_TOTAL`] kept past this are not cached: their
+/// requests register their labels again, as [`record_spend`] does.
+const SPEND_COUNTERS_KEPT: usize = 4_096;
+
+/// Registered [`SPEND_NANO_USD_TOTAL`] counters by their labels, for one
+/// config generation. [`record_spend`] copies three label Strings and looks
+/// the series up in the registry on every call (~1k instructions a keyed
+/// request); here the labels are hashed once, borrowed, under a read lock.
+#[derive(Debug, Default)]
+pub(crate) struct SpendCounters {
+    by_labels: RwLock<HashMap<Box<[u8]>, Counter, foldhash::fast::RandomState>>,
+}
+
+impl SpendCounters {
+    /// Adds one request's cost, as [`record_spend`] does.
+    pub(crate) fn record(&self, labels: &SpendLabels<'_>, cost: NanoUsd) {
+        let Ok(amount) = u64::try_from(cost.0) else {
+            return;
+        };
+        if amount == 0 {
+            return;
+        }
+        SPEND_SERIES_KEY.with_borrow_mut(|key| {
+            labels.write_key(key);
+            let counters = self
+                .by_labels
+                .read()
+                .unwrap_or_else(PoisonError::into_inner);
+            if let Some(counter) = counters.get(key.as_slice()) {
+                counter.increment(amount);
+                return;
+            }
+            let kept = counters.len();
+            drop(counters);
+            let counter = labels.register();
+            counter.increment(amount);
+            if kept < SPEND_COUNTERS_KEPT {
+                self.by_labels
+                    .write()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(key.as_slice().into(), counter);
+            }
+        });
+    }
+}
+
+thread_local! {
+    /// The lookup key of [`SpendCounters::record`], reused.
+    static SPEND_SERIES_KEY: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// Who a cost is charged to, for [`record_spend`]. Every value must come
@@ -426,6 +472,28 @@ pub struct SpendLabels<'a> {
     pub key_alias: &'a str,
     /// The team's alias; empty when the key has no team.
     pub team: &'a str,
+}
+
+impl SpendLabels<'_> {
+    /// The series' handle from the registry.
+    fn register(&self) -> Counter {
+        metrics::counter!(
+            SPEND_NANO_USD_TOTAL,
+            LABEL_MODEL => self.model.to_owned(),
+            LABEL_KEY_ALIAS => self.key_alias.to_owned(),
+            LABEL_TEAM => self.team.to_owned(),
+        )
+    }
+
+    /// The three labels, each after its length, so no two label sets share
+    /// a key.
+    fn write_key(&self, key: &mut Vec<u8>) {
+        key.clear();
+        for label in [self.model, self.key_alias, self.team] {
+            key.extend_from_slice(&label.len().to_le_bytes());
+            key.extend_from_slice(label.as_bytes());
+        }
+    }
 }
 
 /// Sets [`KEY_BUDGET_REMAINING_USD`] for a key. For the budget code.
@@ -659,6 +727,62 @@ fn in_flight_gauge() -> &'static Gauge {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn spend_counters_keep_one_handle_per_label_set_and_add_up() {
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        let counters = SpendCounters::default();
+        fn labels<'a>(key_alias: &'a str, team: &'a str) -> SpendLabels<'a> {
+            SpendLabels {
+                model: "spend-model",
+                key_alias,
+                team,
+            }
+        }
+        metrics::with_local_recorder(&recorder, || {
+            counters.record(&labels("ab", "c"), NanoUsd(5));
+            // Concatenated, these labels would read the same as the first.
+            counters.record(&labels("a", "bc"), NanoUsd(7));
+            counters.record(&labels("ab", "c"), NanoUsd(10));
+            counters.record(&labels("ab", "c"), NanoUsd(0));
+            counters.record(&labels("ab", "c"), NanoUsd(-3));
+        });
+        let text = handle.render();
+        assert!(
+            text.contains(
+                r#"gateway_spend_nano_usd_total{model="spend-model",key_alias="ab",team="c"} 15"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"gateway_spend_nano_usd_total{model="spend-model",key_alias="a",team="bc"} 7"#
+            ),
+            "{text}"
+        );
+        let kept = |counters: &SpendCounters| {
+            counters
+                .by_labels
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .len()
+        };
+        assert_eq!(kept(&counters), 2);
+        // Bounded: past the cap a series is still counted, only not kept.
+        metrics::with_local_recorder(&recorder, || {
+            for n in 2..=SPEND_COUNTERS_KEPT {
+                let team = n.to_string();
+                counters.record(&labels("bulk", &team), NanoUsd(1));
+            }
+            counters.record(&labels("one-more", ""), NanoUsd(4));
+            counters.record(&labels("one-more", ""), NanoUsd(4));
+        });
+        assert_eq!(kept(&counters), SPEND_COUNTERS_KEPT);
+        assert!(handle.render().contains(
+            r#"gateway_spend_nano_usd_total{model="spend-model",key_alias="one-more",team=""} 8"#
+        ));
+    }
 
     #[test]
     fn a_deployment_keeps_one_set_of_labels_per_alias_it_answers_for() {

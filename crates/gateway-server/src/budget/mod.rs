@@ -48,7 +48,9 @@ pub(crate) struct Budgets {
     pub(crate) engine: BudgetEngine,
     pub(crate) store: Arc<LazyStore>,
     pub(crate) settings: BudgetSettings,
-    sinks: RwLock<Sinks>,
+    /// Shared, so an admission takes one reference count, not a clone of
+    /// each handle.
+    sinks: RwLock<Arc<Sinks>>,
     has_keys: AtomicBool,
     /// The keys the config in force declares. A reload that drops one
     /// removes it from the engine and the store.
@@ -73,6 +75,8 @@ pub(crate) struct Pricing {
     aliases: HashMap<String, ModelPrices>,
     /// Alias to its access groups.
     pub(crate) access_groups: AccessGroups,
+    /// The spend counter of each (alias, key alias, team) seen.
+    spend_counters: metrics::SpendCounters,
 }
 
 #[derive(Debug, Clone)]
@@ -105,7 +109,7 @@ pub(crate) struct AdmitRequest<'a> {
 pub(crate) struct Admission {
     reservation: Option<Reservation>,
     engine: BudgetEngine,
-    sinks: Sinks,
+    sinks: Arc<Sinks>,
     pricing: Arc<Pricing>,
     key: Option<Box<KeyRecord>>,
     key_hash: String,
@@ -192,7 +196,7 @@ impl Budgets {
             engine,
             store: Arc::new(LazyStore::default()),
             settings,
-            sinks: RwLock::new(Sinks::default()),
+            sinks: RwLock::new(Arc::default()),
             has_keys: AtomicBool::new(false),
             declared: std::sync::Mutex::new(Vec::new()),
             background: tokio::sync::Mutex::new(None),
@@ -266,27 +270,27 @@ impl Budgets {
     }
 
     fn set_sinks(&self, writer: Option<SpendWriterHandle>, alerts: Option<AlertHandle>) {
-        let sinks = Sinks {
+        let sinks = Arc::new(Sinks {
             writer,
             alerts,
             log_rows: !self.settings.disable_spend_logs,
-        };
+        });
         match self.sinks.write() {
             Ok(mut guard) => *guard = sinks,
             Err(poisoned) => *poisoned.into_inner() = sinks,
         }
     }
 
-    fn sinks(&self) -> Sinks {
+    fn sinks(&self) -> Arc<Sinks> {
         match self.sinks.read() {
-            Ok(guard) => guard.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
+            Ok(guard) => Arc::clone(&guard),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
         }
     }
 
     /// The spend writer's handle, once started.
     pub(crate) fn writer(&self) -> Option<SpendWriterHandle> {
-        self.sinks().writer
+        self.sinks().writer.clone()
     }
 
     /// Checks the caller's key may make this request and reserves its
@@ -457,7 +461,7 @@ impl Admission {
             .as_ref()
             .and_then(|key| key.key_alias.as_deref())
             .unwrap_or_default();
-        metrics::record_spend(
+        self.pricing.spend_counters.record(
             &SpendLabels {
                 model: &self.model,
                 key_alias,
