@@ -164,6 +164,10 @@ struct State {
 
 struct Ledger {
     record: Entity,
+    /// For keys: the record as of its last admin change, shared with every
+    /// request that authenticates with it. Its counters go stale; the live
+    /// ones are in `record`.
+    key_snapshot: Option<Arc<KeyRecord>>,
     reserved: NanoUsd,
     in_flight: u32,
     requests: Window,
@@ -245,6 +249,7 @@ impl BudgetEngine {
                 }
                 ledger.record = record;
                 ledger.record.set_counter(spend, reset_at);
+                ledger.key_snapshot = key_snapshot(&ledger.record);
             }
             None => {
                 let mut ledger = Ledger::new(record);
@@ -308,8 +313,12 @@ impl BudgetEngine {
     }
 
     /// Authenticates a key: it must exist, be unblocked (and its team too)
-    /// and unexpired. Returns the live key record.
-    pub fn authenticate(&self, key: &KeyHash, now: Timestamp) -> Result<KeyRecord, Denied> {
+    /// and unexpired. Returns the key's record as of its last admin change,
+    /// shared, not copied: a request used to clone the whole record (its
+    /// model list, tags and metadata included) under the engine's lock. Its
+    /// `spend` and `budget_reset_at` are not live; read those with
+    /// [`spend_and_budget`](Self::spend_and_budget).
+    pub fn authenticate(&self, key: &KeyHash, now: Timestamp) -> Result<Arc<KeyRecord>, Denied> {
         let state = self.shared.lock();
         let levels = state.levels_of(key)?;
         for id in &levels {
@@ -317,14 +326,11 @@ impl BudgetEngine {
                 ledger.check_usable(now)?;
             }
         }
-        match state
+        state
             .ledgers
             .get(&EntityId::Key(key.clone()))
-            .map(|l| &l.record)
-        {
-            Some(Entity::Key(record)) => Ok(record.clone()),
-            _ => Err(unknown_key(key)),
-        }
+            .and_then(|ledger| ledger.key_snapshot.clone())
+            .ok_or_else(|| unknown_key(key))
     }
 
     /// Checks expiry, blocks, model access, budgets and rate limits at every
@@ -578,6 +584,7 @@ impl State {
 impl Ledger {
     fn new(record: Entity) -> Self {
         Ledger {
+            key_snapshot: key_snapshot(&record),
             record,
             reserved: NanoUsd::ZERO,
             in_flight: 0,
@@ -806,6 +813,13 @@ pub fn model_allowed(allowed: &[String], model: &str, groups: &[String]) -> bool
                     .is_some_and(|prefix| model.starts_with(prefix))
                 || groups.iter().any(|group| group == entry)
         })
+}
+
+fn key_snapshot(record: &Entity) -> Option<Arc<KeyRecord>> {
+    match record {
+        Entity::Key(key) => Some(Arc::new(key.clone())),
+        _ => None,
+    }
 }
 
 fn counter(record: &Entity) -> (NanoUsd, Option<Timestamp>) {

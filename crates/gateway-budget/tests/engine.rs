@@ -630,3 +630,52 @@ fn read_sees_the_live_record_without_copying_it_out() {
     assert_eq!(alias(&engine), Some(Some("Writers".to_owned())));
     assert_eq!(engine.read(&EntityId::Team("t-none".into()), |_| ()), None);
 }
+
+#[test]
+fn authenticating_shares_the_key_record_until_an_admin_change() {
+    let mut member = key("sk-shared");
+    member.policy.tags = vec!["team-a".into()];
+    member.policy.max_budget = Some(usd(10.0));
+    let engine = engine(vec![member.clone().into()]);
+    let hash = KeyHash::of_key("sk-shared");
+    let (Ok(first), Ok(second)) = (
+        engine.authenticate(&hash, now()),
+        engine.authenticate(&hash, now()),
+    ) else {
+        panic!("the key authenticates")
+    };
+    assert!(
+        Arc::ptr_eq(&first, &second),
+        "one shared record, not a copy per request"
+    );
+    assert_eq!(first.policy.tags, ["team-a"]);
+
+    // Spend moves the live counter, not the shared record.
+    let Ok(reservation) = reserve(&engine, "sk-shared", "m", NanoUsd::ZERO, now()) else {
+        panic!("the key may spend")
+    };
+    settle(&engine, reservation, usd(2.0), now());
+    let id = EntityId::Key(hash.clone());
+    assert_eq!(
+        engine.spend_and_budget(&id),
+        Some((usd(2.0), Some(usd(10.0))))
+    );
+    let Ok(after_spend) = engine.authenticate(&hash, now()) else {
+        panic!("the key still authenticates")
+    };
+    assert!(Arc::ptr_eq(&first, &after_spend));
+
+    // An admin change is seen by the next request; the live spend stays.
+    member.policy.tags = vec!["team-b".into()];
+    engine.upsert(member.into(), now());
+    let Ok(updated) = engine.authenticate(&hash, now()) else {
+        panic!("the updated key authenticates")
+    };
+    assert!(!Arc::ptr_eq(&first, &updated));
+    assert_eq!(updated.policy.tags, ["team-b"]);
+    assert_eq!(updated.spend, usd(2.0));
+    assert_eq!(
+        engine.spend_and_budget(&id),
+        Some((usd(2.0), Some(usd(10.0))))
+    );
+}

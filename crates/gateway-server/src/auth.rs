@@ -94,7 +94,7 @@ pub(crate) fn identify(
     budgets
         .engine
         .authenticate(&hash, budget::now())
-        .map(|record| Identity::Key(Box::new(record)))
+        .map(Identity::Key)
         .map_err(|denied| ApiError::from_denied(&denied, &redact(key)))
 }
 

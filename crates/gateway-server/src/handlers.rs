@@ -158,9 +158,7 @@ impl Gateway {
             observation.key_alias = key_alias;
             observation.team = team;
             let headers = response.headers_mut();
-            let mut key_spend = None;
             if let Some(key) = admission.key() {
-                key_spend = Some(key.spend);
                 if let Some(max_budget) = key.policy.max_budget {
                     usd(headers, X_LITELLM_KEY_MAX_BUDGET, max_budget);
                 }
@@ -175,9 +173,12 @@ impl Gateway {
                     headers.insert(X_RATELIMIT_API_KEY_LIMIT_TOKENS, value);
                 }
             }
-            if outcome.stream.is_some() {
-                // Settled when the stream ends (or the client goes away).
+            let key_spend = if outcome.stream.is_some() {
+                // Settled when the stream ends (or the client goes away):
+                // the header has the spend before this request.
+                let key_spend = admission.key_spend();
                 observation.admission = Some(admission);
+                key_spend
             } else {
                 let settled = admission.settle(Finished {
                     usage: outcome.usage,
@@ -185,9 +186,9 @@ impl Gateway {
                     ..Finished::default()
                 });
                 observation.cost = settled.cost;
-                key_spend = settled.key_spend.or(key_spend);
                 usd(headers, X_LITELLM_RESPONSE_COST, settled.cost);
-            }
+                settled.key_spend
+            };
             if let Some(spend) = key_spend {
                 usd(headers, X_LITELLM_KEY_SPEND, spend);
             }

@@ -37,7 +37,7 @@ pub(crate) enum Identity {
     /// The master key: admin, never limited.
     Master,
     /// A virtual key (the live record at authentication).
-    Key(Box<KeyRecord>),
+    Key(Arc<KeyRecord>),
     /// No master key and no keys configured: auth is off.
     Open,
 }
@@ -111,7 +111,7 @@ pub(crate) struct Admission {
     engine: BudgetEngine,
     sinks: Arc<Sinks>,
     pricing: Arc<Pricing>,
-    key: Option<Box<KeyRecord>>,
+    key: Option<Arc<KeyRecord>>,
     key_hash: String,
     team_alias: String,
     organization_id: Option<String>,
@@ -399,6 +399,15 @@ impl Admission {
         self.key.as_deref()
     }
 
+    /// The key's live spend, before this request is settled. (The record
+    /// from [`key`](Self::key) is shared and its spend is not live.)
+    pub(crate) fn key_spend(&self) -> Option<NanoUsd> {
+        let key = self.key.as_ref()?;
+        self.engine
+            .spend_and_budget(&EntityId::Key(key.token.clone()))
+            .map(|(spend, _)| spend)
+    }
+
     /// The key alias and team alias, for the request log line.
     pub(crate) fn labels(&self) -> (String, String) {
         let alias = self
@@ -470,10 +479,15 @@ impl Admission {
             charged,
         );
         if let (Some(writer), true) = (&self.sinks.writer, self.sinks.log_rows) {
-            // `self` is consumed: its strings move into the row, not copied.
-            let key = self.key.take().map(|key| *key);
-            let (key_alias, user_id, team_id, tags) = match key {
-                Some(key) => (key.key_alias, key.user_id, key.team_id, key.policy.tags),
+            // `self` is consumed: its own strings move into the row; the
+            // key's are copied from the shared record.
+            let (key_alias, user_id, team_id, tags) = match &self.key {
+                Some(key) => (
+                    key.key_alias.clone(),
+                    key.user_id.clone(),
+                    key.team_id.clone(),
+                    key.policy.tags.clone(),
+                ),
                 None => (None, None, None, Vec::new()),
             };
             let model = deployment.map_or_else(|| self.model.clone(), |d| d.upstream_model.clone());
