@@ -75,6 +75,11 @@ impl KeyHash {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The hex string, shared: a reference count, no copy.
+    pub fn shared(&self) -> Arc<str> {
+        Arc::clone(&self.0)
+    }
 }
 
 impl fmt::Debug for KeyHash {

@@ -1,7 +1,9 @@
 //! Spend log rows, queries over them, and the daily aggregates reports use.
 
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use gateway_types::NanoUsd;
 
@@ -12,10 +14,12 @@ use crate::time::{Day, Timestamp};
 pub struct SpendLogRow {
     /// Upstream response id or the gateway's call id; unique.
     pub request_id: String,
-    /// `acompletion`, `aembedding`, ...
-    pub call_type: String,
+    /// `acompletion`, `aembedding`, ... (static on the request path).
+    pub call_type: Cow<'static, str>,
     /// Hash of the caller's key (`api_key` column); empty for the master key.
-    pub key_hash: String,
+    /// Shared with the key's record, as are the deployment's names below:
+    /// a row costs no copies of configuration.
+    pub key_hash: Arc<str>,
     /// The key's alias.
     pub key_alias: Option<String>,
     /// The key's user.
@@ -27,11 +31,11 @@ pub struct SpendLogRow {
     /// The public model alias (`model_group`).
     pub model_group: String,
     /// The deployment that served the request (`model_id`).
-    pub deployment_id: Option<String>,
+    pub deployment_id: Option<Arc<str>>,
     /// The provider (`custom_llm_provider`).
-    pub provider: Option<String>,
+    pub provider: Option<Arc<str>>,
     /// The model as called upstream (`model`).
-    pub model: String,
+    pub model: Arc<str>,
     /// Input tokens, cached ones included.
     pub prompt_tokens: u64,
     /// Output tokens.
@@ -191,7 +195,7 @@ impl SpendLogRow {
     pub fn daily_key(&self) -> DailyKey {
         DailyKey {
             day: self.start_time.day(),
-            key_hash: self.key_hash.clone(),
+            key_hash: self.key_hash.to_string(),
             team_id: self.team_id.clone().unwrap_or_default(),
             model_group: self.model_group.clone(),
         }
@@ -245,7 +249,7 @@ pub fn aggregate_rows<'a>(
     for row in rows {
         let group = (
             row.start_time.day(),
-            row.key_hash.as_str(),
+            &*row.key_hash,
             row.team_id.as_deref().unwrap_or_default(),
             row.model_group.as_str(),
         );

@@ -71,7 +71,7 @@ pub(crate) struct Runtime {
     pub(crate) pricing: Arc<Pricing>,
     /// The master key's hash (hex), as spend rows record it; hashed once
     /// here rather than per request.
-    pub(crate) master_key_hash: Option<String>,
+    pub(crate) master_key_hash: Option<Arc<str>>,
 }
 
 /// The `x-litellm-model-id`, `-model-group` and `-model-api-base` values of
@@ -576,7 +576,7 @@ impl Runtime {
             .general
             .master_key
             .as_ref()
-            .map(|key| gateway_budget::KeyHash::of_key(key.expose()).to_string());
+            .map(|key| gateway_budget::KeyHash::of_key(key.expose()).shared());
         Ok(Self {
             pricing,
             master_key_hash,

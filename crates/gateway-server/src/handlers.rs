@@ -152,7 +152,7 @@ impl Gateway {
         };
         if let Some(mut admission) = outcome.admission.take() {
             if let Some(deployment) = outcome.report.as_ref().and_then(|r| r.deployment.as_ref()) {
-                admission.deployment = Some(deployment.as_str().to_owned());
+                admission.deployment = Some(deployment.shared());
             }
             let (key_alias, team) = admission.labels();
             observation.key_alias = key_alias;
@@ -523,7 +523,7 @@ impl<'a> Caller<'a> {
             self.identity,
             &runtime.pricing,
             request,
-            runtime.master_key_hash.as_deref(),
+            runtime.master_key_hash.as_ref(),
         )?;
         outcome.admission = Some(admission);
         Ok(())

@@ -111,8 +111,8 @@ mod tests {
     fn row() -> SpendLogRow {
         SpendLogRow {
             request_id: "r1".to_owned(),
-            call_type: "acompletion".to_owned(),
-            key_hash: "h".to_owned(),
+            call_type: "acompletion".into(),
+            key_hash: "h".into(),
             key_alias: None,
             user_id: Some("u".to_owned()),
             team_id: None,
@@ -120,7 +120,7 @@ mod tests {
             model_group: "m".to_owned(),
             deployment_id: None,
             provider: None,
-            model: "gpt".to_owned(),
+            model: "gpt".into(),
             prompt_tokens: 3,
             completion_tokens: 4,
             cached_tokens: 0,

@@ -2,6 +2,7 @@
 
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use std::borrow::Cow;
 use std::fmt;
 use std::time::Duration;
 use tokio_postgres::error::SqlState;
@@ -200,16 +201,16 @@ fn spend_row_from_row(row: &Row) -> Result<SpendLogRow, tokio_postgres::Error> {
     let status: String = row.try_get(18)?;
     Ok(SpendLogRow {
         request_id: row.try_get(0)?,
-        call_type: row.try_get(1)?,
-        key_hash: row.try_get(2)?,
+        call_type: Cow::Owned(row.try_get(1)?),
+        key_hash: row.try_get::<_, String>(2)?.into(),
         key_alias: row.try_get(3)?,
         user_id: row.try_get(4)?,
         team_id: row.try_get(5)?,
         organization_id: row.try_get(6)?,
         model_group: row.try_get(7)?,
-        deployment_id: row.try_get(8)?,
-        provider: row.try_get(9)?,
-        model: row.try_get(10)?,
+        deployment_id: row.try_get::<_, Option<String>>(8)?.map(Into::into),
+        provider: row.try_get::<_, Option<String>>(9)?.map(Into::into),
+        model: row.try_get::<_, String>(10)?.into(),
         prompt_tokens: to_u64(row.try_get(11)?),
         completion_tokens: to_u64(row.try_get(12)?),
         cached_tokens: to_u64(row.try_get(13)?),
@@ -734,8 +735,8 @@ impl<'a> SpendColumns<'a> {
         Ok(SpendColumns {
             text: [
                 text_of(|row| Some(row.request_id.as_str())),
-                text_of(|row| Some(row.call_type.as_str())),
-                text_of(|row| Some(row.key_hash.as_str())),
+                text_of(|row| Some(&*row.call_type)),
+                text_of(|row| Some(&*row.key_hash)),
                 text_of(|row| row.key_alias.as_deref()),
                 text_of(|row| row.user_id.as_deref()),
                 text_of(|row| row.team_id.as_deref()),
@@ -743,7 +744,7 @@ impl<'a> SpendColumns<'a> {
                 text_of(|row| Some(row.model_group.as_str())),
                 text_of(|row| row.deployment_id.as_deref()),
                 text_of(|row| row.provider.as_deref()),
-                text_of(|row| Some(row.model.as_str())),
+                text_of(|row| Some(&*row.model)),
                 text_of(|row| row.error_kind.as_deref()),
                 text_of(|row| row.end_user.as_deref()),
             ],

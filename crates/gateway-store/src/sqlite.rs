@@ -163,7 +163,7 @@ fn spend_row_from_row(row: &Row<'_>) -> rusqlite::Result<SpendLogRow> {
     let tags: String = row.get(21)?;
     Ok(SpendLogRow {
         request_id: row.get(0)?,
-        call_type: row.get(1)?,
+        call_type: std::borrow::Cow::Owned(row.get(1)?),
         key_hash: row.get(2)?,
         key_alias: row.get(3)?,
         user_id: row.get(4)?,

@@ -21,6 +21,11 @@ macro_rules! shared_str_id {
             pub fn as_str(&self) -> &str {
                 &self.0
             }
+
+            /// The name as a shared string: a reference count, no copy.
+            pub fn shared(&self) -> Arc<str> {
+                Arc::clone(&self.0)
+            }
         }
 
         impl fmt::Debug for $name {

@@ -23,6 +23,7 @@ use gateway_budget::{
 };
 use gateway_store::{AlertHandle, SpendWriterHandle};
 use gateway_types::{NanoUsd, Secret};
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
@@ -82,8 +83,8 @@ pub(crate) struct Pricing {
 #[derive(Debug, Clone)]
 struct DeploymentPricing {
     prices: Option<ModelPrices>,
-    upstream_model: String,
-    provider: String,
+    upstream_model: Arc<str>,
+    provider: Arc<str>,
 }
 
 /// What a model endpoint asks to admit.
@@ -112,7 +113,7 @@ pub(crate) struct Admission {
     sinks: Arc<Sinks>,
     pricing: Arc<Pricing>,
     key: Option<Arc<KeyRecord>>,
-    key_hash: String,
+    key_hash: Arc<str>,
     team_alias: String,
     organization_id: Option<String>,
     model: String,
@@ -122,7 +123,7 @@ pub(crate) struct Admission {
     started: Timestamp,
     prompt_estimate: u64,
     /// The deployment that answered, once known.
-    pub(crate) deployment: Option<String>,
+    pub(crate) deployment: Option<Arc<str>>,
 }
 
 /// How a request ended, for [`Admission::settle`].
@@ -300,7 +301,7 @@ impl Budgets {
         identity: Identity,
         pricing: &Arc<Pricing>,
         request: AdmitRequest<'_>,
-        master_key_hash: Option<&str>,
+        master_key_hash: Option<&Arc<str>>,
     ) -> Result<Admission, ApiError> {
         let now = now();
         let prompt_estimate = u64::try_from(request.body_bytes / 4).unwrap_or(u64::MAX);
@@ -323,7 +324,7 @@ impl Budgets {
             sinks: self.sinks(),
             pricing: Arc::clone(pricing),
             key: None,
-            key_hash: String::new(),
+            key_hash: Arc::default(),
             team_alias: String::new(),
             organization_id: None,
             model: request.model.to_owned(),
@@ -338,7 +339,7 @@ impl Budgets {
             Identity::Open => {}
             Identity::Master => {
                 if let Some(hash) = master_key_hash {
-                    hash.clone_into(&mut admission.key_hash);
+                    admission.key_hash = Arc::clone(hash);
                 }
             }
             Identity::Key(record) => {
@@ -351,7 +352,7 @@ impl Budgets {
                         now,
                     })
                     .map_err(|denied| ApiError::from_denied(&denied, &record.key_name))?;
-                admission.key_hash = record.token.to_string();
+                admission.key_hash = record.token.shared();
                 if let Some(team_id) = &record.team_id {
                     // Two names off the team's record, not a copy of it.
                     let team = self.engine.read(&EntityId::Team(team_id.clone()), |team| {
@@ -490,10 +491,13 @@ impl Admission {
                 ),
                 None => (None, None, None, Vec::new()),
             };
-            let model = deployment.map_or_else(|| self.model.clone(), |d| d.upstream_model.clone());
+            let model = deployment.map_or_else(
+                || Arc::from(self.model.as_str()),
+                |d| Arc::clone(&d.upstream_model),
+            );
             writer.submit(SpendLogRow {
                 request_id: std::mem::take(&mut self.request_id),
-                call_type: self.call_type.to_owned(),
+                call_type: Cow::Borrowed(self.call_type),
                 key_hash: std::mem::take(&mut self.key_hash),
                 key_alias,
                 user_id,
@@ -501,7 +505,7 @@ impl Admission {
                 organization_id: self.organization_id.take(),
                 model_group: std::mem::take(&mut self.model),
                 deployment_id: self.deployment.take(),
-                provider: deployment.map(|deployment| deployment.provider.clone()),
+                provider: deployment.map(|deployment| Arc::clone(&deployment.provider)),
                 model,
                 prompt_tokens: usage.prompt_tokens,
                 completion_tokens: usage.completion_tokens,
@@ -567,8 +571,8 @@ impl Pricing {
                 deployment.id.clone(),
                 DeploymentPricing {
                     prices,
-                    upstream_model: deployment.provider.upstream_model.clone(),
-                    provider: deployment.provider.prefix.clone(),
+                    upstream_model: deployment.provider.upstream_model.as_str().into(),
+                    provider: deployment.provider.prefix.as_str().into(),
                 },
             );
         }
