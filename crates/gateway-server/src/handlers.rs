@@ -22,7 +22,7 @@ use gateway_types::Secret;
 use gateway_types::{ChatRequest, EmbeddingsRequest, ModelList, ModelObject, NanoUsd};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Header carrying the request id, in and out.
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -801,13 +801,21 @@ fn request_id(headers: &HeaderMap) -> String {
         .map_or_else(new_request_id, str::to_owned)
 }
 
+/// A version 7, variant 1 UUID (RFC 9562): 48 bits of Unix milliseconds,
+/// then 74 random bits, hex-encoded by hand (a `format!` of five fields was
+/// 4% of the gateway's own instructions per request). Time-ordered ids put
+/// each spend-log row at the right edge of the primary-key index instead of
+/// on a random page: PostgreSQL inserted 200,000 rows 30% faster in a copy
+/// of `gateway_spend_logs` with its indexes (docs/benchmarks.md).
 fn new_request_id() -> String {
-    let high = fastrand::u64(..);
-    let low = fastrand::u64(..);
-    // A version 4, variant 1 UUID, hex-encoded by hand (a `format!` of five
-    // fields was 4% of the gateway's own instructions per request).
-    let high = (high & !0xf000) | 0x4000;
-    let low = (low & !(0xc000 << 48)) | (0x8000 << 48);
+    let millis = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| {
+            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+        });
+    let random = fastrand::u64(..);
+    let high = (millis << 16) | 0x7000 | (random & 0x0fff);
+    let low = (fastrand::u64(..) & !(0xc000 << 48)) | (0x8000 << 48);
     let mut bytes = [0u8; 16];
     bytes[..8].copy_from_slice(&high.to_be_bytes());
     bytes[8..].copy_from_slice(&low.to_be_bytes());
@@ -861,7 +869,11 @@ mod tests {
     }
 
     #[test]
-    fn new_request_ids_are_version_4_variant_1_uuids() {
+    fn new_request_ids_are_version_7_variant_1_uuids_in_time_order() {
+        let before = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |since| since.as_millis());
+        let mut previous = new_request_id();
         for _ in 0..1000 {
             let id = new_request_id();
             let groups: Vec<&str> = id.split('-').collect();
@@ -875,11 +887,17 @@ mod tests {
                     .all(|b| b == b'-' || b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
                 "{id}"
             );
-            assert!(groups[2].starts_with('4'), "{id}");
+            assert!(groups[2].starts_with('7'), "{id}");
             assert!(
                 matches!(groups[3].as_bytes()[0], b'8' | b'9' | b'a' | b'b'),
                 "{id}"
             );
+            // The first 48 bits are the time in milliseconds.
+            let millis = u128::from_str_radix(&format!("{}{}", groups[0], groups[1]), 16);
+            assert!(millis.is_ok_and(|millis| millis >= before), "{id}");
+            // Ordered by time: equal milliseconds may come in any order.
+            assert!(id[..13] >= previous[..13], "{previous} then {id}");
+            previous = id;
         }
     }
 }
