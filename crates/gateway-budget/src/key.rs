@@ -26,7 +26,9 @@ pub struct KeyHash(Arc<str>);
 /// Hashes the first 16 hex digits only. They are digits of a SHA-256, as
 /// evenly spread as all 64, and a keyed request looks its key up in the
 /// budget engine's maps several times: hashing 64 bytes each time was
-/// ~500 instructions a request. Equal values still hash equally.
+/// ~500 instructions a request. Equal values still hash equally. (So
+/// `KeyHash` must not implement `Borrow<str>`: a map lookup by `&str` would
+/// hash all 64 digits and miss.)
 impl Hash for KeyHash {
     fn hash<H: Hasher>(&self, state: &mut H) {
         let bytes = self.0.as_bytes();
