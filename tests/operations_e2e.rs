@@ -546,11 +546,13 @@ async fn request_ids_round_trip_and_are_made_when_missing() {
         .await;
         let id = response.header("x-request-id").unwrap().to_owned();
         assert_eq!(id.len(), 36, "{id}");
-        assert_eq!(id.as_bytes()[14], b'4', "a v4 uuid: {id}");
+        assert_eq!(id.as_bytes()[14], b'7', "a v7 uuid: {id}");
         assert_eq!(response.header("x-litellm-call-id"), Some(id.as_str()));
         made.push(id);
     }
     assert_ne!(made[0], made[1]);
+    // Time-ordered: the later request's millisecond prefix is not smaller.
+    assert!(made[0][..13] <= made[1][..13], "{made:?}");
 
     // The id the client sent is the id in the log line.
     let logs = CapturedLogs::install();
