@@ -68,7 +68,7 @@ pub struct Settlement {
 #[must_use = "a reservation must be settled or released"]
 pub struct Reservation {
     shared: Arc<Shared>,
-    levels: Vec<EntityId>,
+    levels: Arc<[EntityId]>,
     estimate: NanoUsd,
     open: bool,
 }
@@ -160,6 +160,9 @@ struct State {
     /// caller cannot flood it with colliding ids.
     ledgers: HashMap<EntityId, Ledger, foldhash::fast::RandomState>,
     access_groups: AccessGroups,
+    /// Bumped by every admin change (upsert, remove): a key's cached levels
+    /// are used only while this has not moved since they were built.
+    generation: u64,
 }
 
 struct Ledger {
@@ -168,6 +171,10 @@ struct Ledger {
     /// request that authenticates with it. Its counters go stale; the live
     /// ones are in `record`.
     key_snapshot: Option<Arc<KeyRecord>>,
+    /// For keys: the levels a request is held at, and the generation they
+    /// were built in. Building them copied the team, organization and user
+    /// ids on every request, twice.
+    levels: Option<(u64, Arc<[EntityId]>)>,
     reserved: NanoUsd,
     in_flight: u32,
     requests: Window,
@@ -235,6 +242,7 @@ impl BudgetEngine {
     pub fn upsert(&self, record: Entity, now: Timestamp) {
         let thresholds = &self.shared.config.alert_thresholds_percent;
         let mut state = self.shared.lock();
+        state.generation += 1;
         let id = record.id();
         match state.ledgers.get_mut(&id) {
             Some(ledger) => {
@@ -262,7 +270,9 @@ impl BudgetEngine {
 
     /// Forgets a record (deleted by an admin).
     pub fn remove(&self, id: &EntityId) -> bool {
-        self.shared.lock().ledgers.remove(id).is_some()
+        let mut state = self.shared.lock();
+        state.generation += 1;
+        state.ledgers.remove(id).is_some()
     }
 
     /// The live record, spend included.
@@ -319,9 +329,9 @@ impl BudgetEngine {
     /// `spend` and `budget_reset_at` are not live; read those with
     /// [`spend_and_budget`](Self::spend_and_budget).
     pub fn authenticate(&self, key: &KeyHash, now: Timestamp) -> Result<Arc<KeyRecord>, Denied> {
-        let state = self.shared.lock();
+        let mut state = self.shared.lock();
         let levels = state.levels_of(key)?;
-        for id in &levels {
+        for id in levels.iter() {
             if let Some(ledger) = state.ledgers.get(id) {
                 ledger.check_usable(now)?;
             }
@@ -342,14 +352,14 @@ impl BudgetEngine {
         let levels = state.levels_of(request.key)?;
         let has_team = levels.iter().any(|id| id.level() == Level::Team);
         let window = self.shared.config.rate_window;
-        for id in &levels {
+        for id in levels.iter() {
             if let Some(ledger) = state.ledgers.get_mut(id) {
                 ledger.maybe_reset(now);
                 ledger.requests.roll(now, window);
                 ledger.tokens.roll(now, window);
             }
         }
-        for id in &levels {
+        for id in levels.iter() {
             if let Some(ledger) = state.ledgers.get(id) {
                 ledger.check_usable(now)?;
             }
@@ -364,7 +374,7 @@ impl BudgetEngine {
             .get(request.model)
             .map(Vec::as_slice)
             .unwrap_or(&[]);
-        for id in &levels {
+        for id in levels.iter() {
             // A user's own budget and models apply only to keys without a team,
             // as in LiteLLM; the user's rate limits always apply.
             let personal_only = id.level() == Level::User && has_team;
@@ -377,7 +387,7 @@ impl BudgetEngine {
             }
             ledger.check_rates(now, window)?;
         }
-        for id in &levels {
+        for id in levels.iter() {
             if let Some(ledger) = state.ledgers.get_mut(id) {
                 ledger.reserved += request.estimate;
                 ledger.in_flight = ledger.in_flight.saturating_add(1);
@@ -405,7 +415,7 @@ impl BudgetEngine {
         let config = &self.shared.config;
         let mut state = self.shared.lock();
         let mut alerts = Vec::new();
-        for id in &reservation.levels {
+        for id in reservation.levels.iter() {
             let Some(ledger) = state.ledgers.get_mut(id) else {
                 continue;
             };
@@ -520,7 +530,7 @@ impl Drop for Reservation {
         if self.open {
             self.open = false;
             let mut state = self.shared.lock();
-            for id in &self.levels {
+            for id in self.levels.iter() {
                 if let Some(ledger) = state.ledgers.get_mut(id) {
                     ledger.free(self.estimate);
                 }
@@ -550,14 +560,30 @@ impl Shared {
 }
 
 impl State {
-    /// The key, then its team, organization and user, when known.
-    fn levels_of(&self, key: &KeyHash) -> Result<Vec<EntityId>, Denied> {
+    /// The key, then its team, organization and user, when known: built
+    /// once per admin change and shared by every request of the key.
+    fn levels_of(&mut self, key: &KeyHash) -> Result<Arc<[EntityId]>, Denied> {
         let key_id = EntityId::Key(key.clone());
+        let generation = self.generation;
+        let ledger = self.ledgers.get(&key_id);
+        if let Some((built, levels)) = ledger.and_then(|ledger| ledger.levels.as_ref()) {
+            if *built == generation {
+                return Ok(Arc::clone(levels));
+            }
+        }
+        let levels: Arc<[EntityId]> = self.build_levels(key_id.clone(), key)?.into();
+        if let Some(ledger) = self.ledgers.get_mut(&key_id) {
+            ledger.levels = Some((generation, Arc::clone(&levels)));
+        }
+        Ok(levels)
+    }
+
+    fn build_levels(&self, key_id: EntityId, key: &KeyHash) -> Result<Vec<EntityId>, Denied> {
         let Some(Entity::Key(record)) = self.ledgers.get(&key_id).map(|l| &l.record) else {
             return Err(unknown_key(key));
         };
-        let mut levels = vec![key_id.clone()];
         let mut organization = record.organization_id.clone();
+        let mut levels = vec![key_id];
         if let Some(team_id) = &record.team_id {
             let team = EntityId::Team(team_id.clone());
             if let Some(Entity::Team(team_record)) = self.ledgers.get(&team).map(|l| &l.record) {
@@ -585,6 +611,7 @@ impl Ledger {
     fn new(record: Entity) -> Self {
         Ledger {
             key_snapshot: key_snapshot(&record),
+            levels: None,
             record,
             reserved: NanoUsd::ZERO,
             in_flight: 0,

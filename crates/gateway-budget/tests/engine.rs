@@ -679,3 +679,53 @@ fn authenticating_shares_the_key_record_until_an_admin_change() {
         Some((usd(2.0), Some(usd(10.0))))
     );
 }
+
+#[test]
+fn a_keys_levels_are_built_once_and_follow_admin_changes() {
+    let mut member = key("sk-levels");
+    member.team_id = Some("t1".into());
+    member.user_id = Some("u1".into());
+    let mut team = TeamRecord::new("t1", now());
+    team.organization_id = Some("o1".into());
+    let engine = engine(vec![
+        member.into(),
+        team.clone().into(),
+        OrgRecord::new("o1", now()).into(),
+        UserRecord::new("u1", now()).into(),
+    ]);
+    let levels = |engine: &BudgetEngine| {
+        let Ok(reservation) = reserve(engine, "sk-levels", "m", NanoUsd::ZERO, now()) else {
+            panic!("the key may spend")
+        };
+        reservation
+    };
+    let (first, second) = (levels(&engine), levels(&engine));
+    assert_eq!(
+        first.levels(),
+        [
+            EntityId::Key(KeyHash::of_key("sk-levels")),
+            EntityId::Team("t1".into()),
+            EntityId::Organization("o1".into()),
+            EntityId::User("u1".into()),
+        ]
+    );
+    assert!(
+        std::ptr::eq(first.levels(), second.levels()),
+        "two requests share one list of levels"
+    );
+
+    // Any admin change rebuilds them: the user is gone, the team moves
+    // to no organization.
+    assert!(engine.remove(&EntityId::User("u1".into())));
+    let without_user = levels(&engine);
+    assert_eq!(without_user.levels().len(), 3);
+    team.organization_id = None;
+    engine.upsert(team.into(), now());
+    assert_eq!(
+        levels(&engine).levels(),
+        [
+            EntityId::Key(KeyHash::of_key("sk-levels")),
+            EntityId::Team("t1".into()),
+        ]
+    );
+}
