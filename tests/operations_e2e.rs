@@ -878,11 +878,27 @@ async fn each_serving_thread_keeps_its_connections_and_its_own_upstream_pool() {
     gateway.stop().await;
 }
 
+const BUSY_CONFIG: &str =
+    "model_list:\n  - model_name: m\n    litellm_params: {model: mock/m, mock_response: hi}\n";
+
 #[tokio::test]
 async fn a_busy_accepting_thread_holds_up_no_request() {
-    let text =
-        "model_list:\n  - model_name: m\n    litellm_params: {model: mock/m, mock_response: hi}\n";
-    let gateway = TestGateway::start_on_threads(text, &[], 2).await;
+    requests_are_answered_while_the_accepting_thread_is_held(
+        TestGateway::start_on_threads(BUSY_CONFIG, &[], 2).await,
+    )
+    .await;
+}
+
+/// The binary's default: one serving thread of its own beside the main one.
+#[tokio::test]
+async fn one_serving_thread_of_its_own_is_not_held_up_by_the_accepting_thread() {
+    requests_are_answered_while_the_accepting_thread_is_held(
+        TestGateway::start_on_own_threads(BUSY_CONFIG, &[], 1).await,
+    )
+    .await;
+}
+
+async fn requests_are_answered_while_the_accepting_thread_is_held(gateway: TestGateway) {
     let addr = gateway.addr;
     // Awaited here without blocking this runtime, which must accept.
     let (opened, wait_opened) = tokio::sync::oneshot::channel::<()>();

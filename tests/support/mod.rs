@@ -58,13 +58,28 @@ impl TestGateway {
     pub async fn start_config(config: GatewayConfig) -> Self {
         let gateway = Gateway::from_config(config)
             .unwrap_or_else(|error| panic!("gateway build failed: {error}"));
-        Self::serve(gateway, NonZeroUsize::MIN).await
+        Self::serve(gateway, NonZeroUsize::MIN, false).await
     }
 
     /// Starts the gateway as the binary runs it: `threads` serving threads
     /// of their own (this test's runtime only accepts), each with its
     /// own pool of upstream connections.
     pub async fn start_on_threads(config: &str, env: &[(&str, &str)], threads: usize) -> Self {
+        Self::start_threaded(config, env, threads, false).await
+    }
+
+    /// Like [`Self::start_on_threads`], through `serve_on_own_threads`:
+    /// even one serving thread is not the test's runtime, which only accepts.
+    pub async fn start_on_own_threads(config: &str, env: &[(&str, &str)], threads: usize) -> Self {
+        Self::start_threaded(config, env, threads, true).await
+    }
+
+    async fn start_threaded(
+        config: &str,
+        env: &[(&str, &str)],
+        threads: usize,
+        own_threads: bool,
+    ) -> Self {
         let config = parse_config(config, env);
         let http = gateway_providers::HttpClient::new(&gateway_providers::HttpClientOptions {
             pool_per_thread: true,
@@ -76,22 +91,32 @@ impl TestGateway {
             http,
         )
         .unwrap_or_else(|error| panic!("gateway build failed: {error}"));
-        Self::serve(gateway, NonZeroUsize::new(threads).unwrap()).await
+        Self::serve(gateway, NonZeroUsize::new(threads).unwrap(), own_threads).await
     }
 
-    async fn serve(gateway: Gateway, threads: NonZeroUsize) -> Self {
+    async fn serve(gateway: Gateway, threads: NonZeroUsize, own_threads: bool) -> Self {
         let gateway = Arc::new(gateway);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (shutdown, signal) = oneshot::channel::<()>();
-        let stopped = tokio::spawn(gateway_server::server::serve_on_threads(
-            listener,
-            Arc::clone(&gateway),
-            threads,
-            async move {
-                let _ = signal.await;
-            },
-        ));
+        let signal = async move {
+            let _ = signal.await;
+        };
+        let stopped = if own_threads {
+            tokio::spawn(gateway_server::server::serve_on_own_threads(
+                listener,
+                Arc::clone(&gateway),
+                threads,
+                signal,
+            ))
+        } else {
+            tokio::spawn(gateway_server::server::serve_on_threads(
+                listener,
+                Arc::clone(&gateway),
+                threads,
+                signal,
+            ))
+        };
         Self {
             addr,
             gateway,

@@ -68,9 +68,36 @@ pub async fn serve_on_threads(
     threads: NonZeroUsize,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let builder = connection_builder(&gateway);
     // One thread: this runtime serves. More: every connection goes to a lane.
     let lane_count = if threads.get() == 1 { 0 } else { threads.get() };
+    serve_connections(listener, gateway, lane_count, shutdown).await
+}
+
+/// [`serve_on_threads`], but even one serving thread is a thread of its
+/// own: the calling runtime only accepts and runs the background work.
+/// What the `gateway` binary does by default, with one serving thread per
+/// core but one: on a small host the spare core takes the accept loop, the
+/// spend writer and the kernel's network work, and fewer serving threads
+/// than busy processes preempt each other less (docs/benchmarks.md, ninth
+/// pass).
+pub async fn serve_on_own_threads(
+    listener: TcpListener,
+    gateway: Arc<Gateway>,
+    threads: NonZeroUsize,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    serve_connections(listener, gateway, threads.get(), shutdown).await
+}
+
+/// The accept loop over `lane_count` serving threads; with none, the
+/// calling runtime serves.
+async fn serve_connections(
+    listener: TcpListener,
+    gateway: Arc<Gateway>,
+    lane_count: usize,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let builder = connection_builder(&gateway);
     let mut lanes = Vec::with_capacity(lane_count);
     for index in 1..=lane_count {
         lanes.push(Lane::start(index, Arc::clone(&gateway), builder.clone())?);
