@@ -193,12 +193,18 @@ impl SpendLogRow {
 
     /// The aggregate row this log row counts towards.
     pub fn daily_key(&self) -> DailyKey {
-        DailyKey {
-            day: self.start_time.day(),
-            key_hash: self.key_hash.to_string(),
-            team_id: self.team_id.clone().unwrap_or_default(),
-            model_group: self.model_group.clone(),
-        }
+        DailyKey::from_group(self.daily_group())
+    }
+
+    /// [`daily_key`](Self::daily_key), borrowed: day, key hash, team (empty
+    /// for none), model alias.
+    fn daily_group(&self) -> (Day, &str, &str, &str) {
+        (
+            self.start_time.day(),
+            &self.key_hash,
+            self.team_id.as_deref().unwrap_or_default(),
+            &self.model_group,
+        )
     }
 
     /// True when the row passes the query's filters.
@@ -247,26 +253,23 @@ pub fn aggregate_rows<'a>(
     // allocated and freed per row on the spend writer's thread.
     let mut borrowed: BTreeMap<(Day, &str, &str, &str), DailyTotals> = BTreeMap::new();
     for row in rows {
-        let group = (
-            row.start_time.day(),
-            &*row.key_hash,
-            row.team_id.as_deref().unwrap_or_default(),
-            row.model_group.as_str(),
-        );
-        borrowed.entry(group).or_default().add_row(row);
+        borrowed.entry(row.daily_group()).or_default().add_row(row);
     }
     borrowed
         .into_iter()
-        .map(|((day, key_hash, team_id, model_group), totals)| {
-            let key = DailyKey {
-                day,
-                key_hash: key_hash.to_owned(),
-                team_id: team_id.to_owned(),
-                model_group: model_group.to_owned(),
-            };
-            (key, totals)
-        })
+        .map(|(group, totals)| (DailyKey::from_group(group), totals))
         .collect()
+}
+
+impl DailyKey {
+    fn from_group((day, key_hash, team_id, model_group): (Day, &str, &str, &str)) -> Self {
+        DailyKey {
+            day,
+            key_hash: key_hash.to_owned(),
+            team_id: team_id.to_owned(),
+            model_group: model_group.to_owned(),
+        }
+    }
 }
 
 /// Groups daily aggregates into report rows (used by stores without SQL),
@@ -357,15 +360,21 @@ mod tests {
             .into_iter()
             .map(|(key, totals)| (key, totals.requests, totals.spend))
             .collect();
+        let key = |day: i64, key: &str, team: &str, model: &str| DailyKey {
+            day: Timestamp(day).day(),
+            key_hash: key.into(),
+            team_id: team.into(),
+            model_group: model.into(),
+        };
         // Ordered by day, key, team ("" for none), model.
         let expected = vec![
-            (rows[2].daily_key(), 1, NanoUsd(100)),
-            (rows[0].daily_key(), 2, NanoUsd(200)),
-            (rows[4].daily_key(), 1, NanoUsd(100)),
-            (rows[3].daily_key(), 1, NanoUsd(100)),
-            (rows[5].daily_key(), 1, NanoUsd(100)),
+            (key(0, "k1", "", "m"), 1, NanoUsd(100)),
+            (key(0, "k1", "t1", "m"), 2, NanoUsd(200)),
+            (key(0, "k1", "t1", "other"), 1, NanoUsd(100)),
+            (key(0, "k2", "t1", "m"), 1, NanoUsd(100)),
+            (key(DAY, "k1", "t1", "m"), 1, NanoUsd(100)),
         ];
-        assert_eq!(expected[0].0.team_id, "");
         assert_eq!(sums, expected);
+        assert_eq!(rows[1].daily_key(), expected[1].0);
     }
 }

@@ -401,13 +401,15 @@ fn describe() {
 /// Adds one request's cost to [`SPEND_NANO_USD_TOTAL`]. For the budget code:
 /// call it when a request is settled. Negative amounts are ignored.
 pub fn record_spend(labels: &SpendLabels<'_>, cost: NanoUsd) {
-    let Ok(amount) = u64::try_from(cost.0) else {
-        return;
-    };
-    if amount == 0 {
-        return;
+    if let Some(amount) = spend_amount(cost) {
+        labels.register().increment(amount);
     }
-    labels.register().increment(amount);
+}
+
+/// What a cost adds to [`SPEND_NANO_USD_TOTAL`]: nothing when zero or
+/// negative.
+fn spend_amount(cost: NanoUsd) -> Option<u64> {
+    u64::try_from(cost.0).ok().filter(|&amount| amount > 0)
 }
 
 /// Series of [`SPEND_NANO_USD_TOTAL`] kept past this are not cached: their
@@ -426,12 +428,9 @@ pub(crate) struct SpendCounters {
 impl SpendCounters {
     /// Adds one request's cost, as [`record_spend`] does.
     pub(crate) fn record(&self, labels: &SpendLabels<'_>, cost: NanoUsd) {
-        let Ok(amount) = u64::try_from(cost.0) else {
+        let Some(amount) = spend_amount(cost) else {
             return;
         };
-        if amount == 0 {
-            return;
-        }
         SPEND_SERIES_KEY.with_borrow_mut(|key| {
             labels.write_key(key);
             let counters = self
