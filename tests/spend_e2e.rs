@@ -255,6 +255,45 @@ async fn spend_rows_record_every_request_in_postgres() {
     spend_rows_scenario(Store::Postgres(url)).await;
 }
 
+/// `spend_logs_batch_size` reaches the writer: with an hour between
+/// interval writes, two rows are a full batch and are written at once.
+#[tokio::test]
+async fn a_full_spend_log_batch_is_written_before_the_interval() {
+    let upstream = FakeUpstream::start(Reply::json(200, upstream_completion("hi"))).await;
+    let store = Store::Sqlite(TempDir::new("batch"));
+    let config = format!(
+        "model_list:\n{}general_settings:\n  master_key: {MASTER}\n  {}\n  proxy_batch_write_at: 3600\n  spend_logs_batch_size: 2\n",
+        deployment("whole", "whole-1", &upstream.api_base()),
+        store.config_line(),
+    );
+    let gateway = TestGateway::start_with_store(&config, &[]).await;
+    let (key, hash) = generate(&gateway, json!({})).await;
+    let message = json!([{"role": "user", "content": "hi"}]);
+    for _ in 0..2 {
+        let response = chat(
+            &gateway,
+            &key,
+            json!({"model": "whole", "messages": message}),
+        )
+        .await;
+        assert_eq!(response.status, 200, "{}", response.text());
+    }
+    // Polled while the gateway runs: stopping it would flush everything.
+    let written = tokio::time::timeout(PATIENCE, async {
+        loop {
+            let rows = store.rows(&hash).await;
+            if rows.len() == 2 {
+                return rows;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("a full batch of two rows is written without waiting an hour");
+    assert!(written.iter().all(|row| row.model_group == "whole"));
+    gateway.stop().await;
+}
+
 #[tokio::test]
 async fn crossing_80_percent_of_a_key_budget_alerts_once() {
     let receiver = FakeUpstream::start(Reply::json(200, json!({"ok": true}))).await;

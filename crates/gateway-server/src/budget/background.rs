@@ -40,6 +40,7 @@ impl Background {
             Some(budgets.engine.clone()),
             SpendWriterConfig {
                 batch_interval: settings.batch_write_interval,
+                max_batch_rows: settings.spend_logs_batch_size,
                 ..SpendWriterConfig::default()
             },
         );

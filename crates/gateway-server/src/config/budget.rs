@@ -22,6 +22,11 @@ pub struct BudgetSettings {
     pub database_path: PathBuf,
     /// `proxy_batch_write_at`: how often spend is written. Default 10 s.
     pub batch_write_interval: Duration,
+    /// `spend_logs_batch_size` (ours, not LiteLLM's): at most this many spend
+    /// log rows per write; a full batch is written before the interval ends.
+    /// Default 5,000. Smaller batches spread the database's work more evenly
+    /// under heavy traffic, at a higher cost per row.
+    pub spend_logs_batch_size: usize,
     /// `spend_logs_retention` (or `maximum_spend_logs_retention_period`):
     /// spend log rows older than this are pruned. `None` keeps them.
     pub spend_logs_retention: Option<BudgetDuration>,
@@ -89,6 +94,7 @@ impl Default for BudgetSettings {
         Self {
             database_path: PathBuf::from(DEFAULT_DATABASE_PATH),
             batch_write_interval: Duration::from_secs(10),
+            spend_logs_batch_size: 5_000,
             spend_logs_retention: None,
             disable_spend_logs: false,
             budget_reset_interval: Duration::from_secs(597),
@@ -112,6 +118,16 @@ pub(super) fn budget_settings(
     let batch_write_interval = take_seconds(map, section, "proxy_batch_write_at")?
         .filter(|interval| !interval.is_zero())
         .unwrap_or(defaults.batch_write_interval);
+    let spend_logs_batch_size = match take::<u64>(map, section, "spend_logs_batch_size")? {
+        None => defaults.spend_logs_batch_size,
+        Some(0) => {
+            return Err(invalid(
+                format!("{section}.spend_logs_batch_size"),
+                "must be at least 1",
+            ))
+        }
+        Some(rows) => usize::try_from(rows).unwrap_or(usize::MAX),
+    };
     let budget_reset_interval = take_seconds(map, section, "proxy_budget_rescheduler_min_time")?
         .filter(|interval| !interval.is_zero())
         .unwrap_or(defaults.budget_reset_interval);
@@ -174,6 +190,7 @@ pub(super) fn budget_settings(
     Ok(BudgetSettings {
         database_path,
         batch_write_interval,
+        spend_logs_batch_size,
         spend_logs_retention: retention,
         disable_spend_logs,
         budget_reset_interval,

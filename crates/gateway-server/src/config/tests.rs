@@ -144,6 +144,14 @@ fn invalid_values_are_errors_with_paths() {
             "general_settings: {max_request_size_mb: 0}\n",
             "general_settings.max_request_size_mb",
         ),
+        (
+            "general_settings: {spend_logs_batch_size: 0}\n",
+            "general_settings.spend_logs_batch_size",
+        ),
+        (
+            "general_settings: {spend_logs_batch_size: -5}\n",
+            "general_settings.spend_logs_batch_size",
+        ),
         ("model_list: {a: 1}\n", "model_list"),
         ("[1, 2]\n", "config"),
         ("", "config"),
@@ -307,6 +315,7 @@ model_list: []
 general_settings:
   database_path: /var/lib/gateway/spend.db
   proxy_batch_write_at: 30
+  spend_logs_batch_size: 750
   maximum_spend_logs_retention_period: 30d
   alerting: ["slack"]
   alert_to_webhook_url: {budget_alerts: ["http://hooks.example/a", "http://hooks.example/b"]}
@@ -331,6 +340,7 @@ general_settings:
         std::path::PathBuf::from("/var/lib/gateway/spend.db")
     );
     assert_eq!(budget.batch_write_interval, Duration::from_secs(30));
+    assert_eq!(budget.spend_logs_batch_size, 750);
     assert_eq!(
         budget.spend_logs_retention,
         Some(gateway_budget::BudgetDuration::Days(30))
