@@ -68,9 +68,50 @@ pub struct Settlement {
 #[must_use = "a reservation must be settled or released"]
 pub struct Reservation {
     shared: Arc<Shared>,
-    levels: Arc<[EntityId]>,
+    scope: Arc<KeyScope>,
     estimate: NanoUsd,
     open: bool,
+}
+
+/// What every request of one key shares, derived from the key's record and
+/// its team's once per admin change, so a request copies none of it: the
+/// levels it is held at and the names its spend is labelled with.
+#[derive(Debug)]
+pub struct KeyScope {
+    levels: Box<[EntityId]>,
+    labels: KeyLabels,
+}
+
+/// The names a key's spend rows, request log lines and metrics carry,
+/// shared rather than copied per request.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KeyLabels {
+    /// The key's alias.
+    pub key_alias: Option<Arc<str>>,
+    /// The key's user.
+    pub user_id: Option<Arc<str>>,
+    /// The key's team.
+    pub team_id: Option<Arc<str>>,
+    /// The team's alias, or its id without one; `None` without a team
+    /// record.
+    pub team_alias: Option<Arc<str>>,
+    /// The key's organization, else its team's.
+    pub organization_id: Option<Arc<str>>,
+    /// The key's tags.
+    pub tags: Arc<[String]>,
+}
+
+impl KeyScope {
+    /// The levels a request is held at: the key, then its team,
+    /// organization and user, when known.
+    pub fn levels(&self) -> &[EntityId] {
+        &self.levels
+    }
+
+    /// The key's names for spend rows, logs and metrics.
+    pub fn labels(&self) -> &KeyLabels {
+        &self.labels
+    }
 }
 
 /// Why a request was refused: facts for the server to map to a response.
@@ -160,7 +201,7 @@ struct State {
     /// caller cannot flood it with colliding ids.
     ledgers: HashMap<EntityId, Ledger, foldhash::fast::RandomState>,
     access_groups: AccessGroups,
-    /// Bumped by every admin change (upsert, remove): a key's cached levels
+    /// Bumped by every admin change (upsert, remove): a key's cached scope
     /// are used only while this has not moved since they were built.
     generation: u64,
 }
@@ -171,10 +212,10 @@ struct Ledger {
     /// request that authenticates with it. Its counters go stale; the live
     /// ones are in `record`.
     key_snapshot: Option<Arc<KeyRecord>>,
-    /// For keys: the levels a request is held at, and the generation they
-    /// were built in. Building them copied the team, organization and user
-    /// ids on every request, twice.
-    levels: Option<(u64, Arc<[EntityId]>)>,
+    /// For keys: the levels a request is held at and its labels, and the
+    /// generation they were built in. Building them copied the team,
+    /// organization and user ids and names on every request.
+    scope: Option<(u64, Arc<KeyScope>)>,
     reserved: NanoUsd,
     in_flight: u32,
     requests: Window,
@@ -330,8 +371,8 @@ impl BudgetEngine {
     /// [`spend_and_budget`](Self::spend_and_budget).
     pub fn authenticate(&self, key: &KeyHash, now: Timestamp) -> Result<Arc<KeyRecord>, Denied> {
         let mut state = self.shared.lock();
-        let levels = state.levels_of(key)?;
-        for id in levels.iter() {
+        let scope = state.scope_of(key)?;
+        for id in scope.levels.iter() {
             if let Some(ledger) = state.ledgers.get(id) {
                 ledger.check_usable(now)?;
             }
@@ -349,7 +390,8 @@ impl BudgetEngine {
     pub fn reserve(&self, request: &ReserveRequest<'_>) -> Result<Reservation, Denied> {
         let now = request.now;
         let mut state = self.shared.lock();
-        let levels = state.levels_of(request.key)?;
+        let scope = state.scope_of(request.key)?;
+        let levels = &scope.levels;
         let has_team = levels.iter().any(|id| id.level() == Level::Team);
         let window = self.shared.config.rate_window;
         for id in levels.iter() {
@@ -396,7 +438,7 @@ impl BudgetEngine {
         }
         Ok(Reservation {
             shared: Arc::clone(&self.shared),
-            levels,
+            scope,
             estimate: request.estimate,
             open: true,
         })
@@ -415,7 +457,7 @@ impl BudgetEngine {
         let config = &self.shared.config;
         let mut state = self.shared.lock();
         let mut alerts = Vec::new();
-        for id in reservation.levels.iter() {
+        for id in reservation.scope.levels.iter() {
             let Some(ledger) = state.ledgers.get_mut(id) else {
                 continue;
             };
@@ -521,7 +563,12 @@ impl Reservation {
 
     /// The levels the reservation holds budget at: the key first.
     pub fn levels(&self) -> &[EntityId] {
-        &self.levels
+        &self.scope.levels
+    }
+
+    /// The key's levels and labels, shared with its other requests.
+    pub fn scope(&self) -> &Arc<KeyScope> {
+        &self.scope
     }
 }
 
@@ -530,7 +577,7 @@ impl Drop for Reservation {
         if self.open {
             self.open = false;
             let mut state = self.shared.lock();
-            for id in self.levels.iter() {
+            for id in self.scope.levels.iter() {
                 if let Some(ledger) = state.ledgers.get_mut(id) {
                     ledger.free(self.estimate);
                 }
@@ -542,7 +589,7 @@ impl Drop for Reservation {
 impl fmt::Debug for Reservation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Reservation")
-            .field("levels", &self.levels)
+            .field("levels", &self.scope.levels)
             .field("estimate", &self.estimate)
             .field("open", &self.open)
             .finish()
@@ -560,27 +607,38 @@ impl Shared {
 }
 
 impl State {
-    /// The key, then its team, organization and user, when known: built
-    /// once per admin change and shared by every request of the key.
-    fn levels_of(&mut self, key: &KeyHash) -> Result<Arc<[EntityId]>, Denied> {
+    /// The key's levels and labels: built once per admin change and shared
+    /// by every request of the key.
+    fn scope_of(&mut self, key: &KeyHash) -> Result<Arc<KeyScope>, Denied> {
         let key_id = EntityId::Key(key.clone());
         let generation = self.generation;
         let ledger = self.ledgers.get(&key_id);
-        if let Some((built, levels)) = ledger.and_then(|ledger| ledger.levels.as_ref()) {
+        if let Some((built, scope)) = ledger.and_then(|ledger| ledger.scope.as_ref()) {
             if *built == generation {
-                return Ok(Arc::clone(levels));
+                return Ok(Arc::clone(scope));
             }
         }
-        let levels: Arc<[EntityId]> = self.build_levels(key_id.clone(), key)?.into();
+        let scope = Arc::new(self.build_scope(key_id.clone(), key)?);
         if let Some(ledger) = self.ledgers.get_mut(&key_id) {
-            ledger.levels = Some((generation, Arc::clone(&levels)));
+            ledger.scope = Some((generation, Arc::clone(&scope)));
         }
-        Ok(levels)
+        Ok(scope)
     }
 
-    fn build_levels(&self, key_id: EntityId, key: &KeyHash) -> Result<Vec<EntityId>, Denied> {
+    /// The key, then its team, organization and user, when known; and the
+    /// names its spend is labelled with.
+    fn build_scope(&self, key_id: EntityId, key: &KeyHash) -> Result<KeyScope, Denied> {
         let Some(Entity::Key(record)) = self.ledgers.get(&key_id).map(|l| &l.record) else {
             return Err(unknown_key(key));
+        };
+        let shared = |text: &Option<String>| text.as_deref().map(Arc::<str>::from);
+        let mut labels = KeyLabels {
+            key_alias: shared(&record.key_alias),
+            user_id: shared(&record.user_id),
+            team_id: shared(&record.team_id),
+            team_alias: None,
+            organization_id: None,
+            tags: record.policy.tags.as_slice().into(),
         };
         let mut organization = record.organization_id.clone();
         let mut levels = vec![key_id];
@@ -588,9 +646,11 @@ impl State {
             let team = EntityId::Team(team_id.clone());
             if let Some(Entity::Team(team_record)) = self.ledgers.get(&team).map(|l| &l.record) {
                 organization = organization.or_else(|| team_record.organization_id.clone());
+                labels.team_alias = Some(team_record.label().into());
                 levels.push(team);
             }
         }
+        labels.organization_id = organization.as_deref().map(Arc::from);
         if let Some(organization) = organization {
             let organization = EntityId::Organization(organization);
             if self.ledgers.contains_key(&organization) {
@@ -603,7 +663,10 @@ impl State {
                 levels.push(user);
             }
         }
-        Ok(levels)
+        Ok(KeyScope {
+            levels: levels.into_boxed_slice(),
+            labels,
+        })
     }
 }
 
@@ -611,7 +674,7 @@ impl Ledger {
     fn new(record: Entity) -> Self {
         Ledger {
             key_snapshot: key_snapshot(&record),
-            levels: None,
+            scope: None,
             record,
             reserved: NanoUsd::ZERO,
             in_flight: 0,

@@ -41,8 +41,8 @@ pub mod time;
 
 pub use alert::{AlertKind, BudgetAlert};
 pub use engine::{
-    model_allowed, AccessGroups, BudgetEngine, Denied, DenyReason, EngineConfig, RateLimitKind,
-    Reservation, ReserveRequest, Settlement,
+    model_allowed, AccessGroups, BudgetEngine, Denied, DenyReason, EngineConfig, KeyLabels,
+    KeyScope, RateLimitKind, Reservation, ReserveRequest, Settlement,
 };
 pub use entity::{
     Entity, EntityColumns, EntityId, KeyRecord, Level, ListFilter, OrgRecord, Policy, SpendCounter,

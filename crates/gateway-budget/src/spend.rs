@@ -17,17 +17,17 @@ pub struct SpendLogRow {
     /// `acompletion`, `aembedding`, ... (static on the request path).
     pub call_type: Cow<'static, str>,
     /// Hash of the caller's key (`api_key` column); empty for the master key.
-    /// Shared with the key's record, as are the deployment's names below:
-    /// a row costs no copies of configuration.
+    /// Shared with the key's record, as are the key's names and tags and the
+    /// deployment's names below: a row costs no copies of configuration.
     pub key_hash: Arc<str>,
     /// The key's alias.
-    pub key_alias: Option<String>,
+    pub key_alias: Option<Arc<str>>,
     /// The key's user.
-    pub user_id: Option<String>,
+    pub user_id: Option<Arc<str>>,
     /// The key's team.
-    pub team_id: Option<String>,
+    pub team_id: Option<Arc<str>>,
     /// The key's organization.
-    pub organization_id: Option<String>,
+    pub organization_id: Option<Arc<str>>,
     /// The public model alias (`model_group`).
     pub model_group: String,
     /// The deployment that served the request (`model_id`).
@@ -56,8 +56,8 @@ pub struct SpendLogRow {
     pub error_kind: Option<String>,
     /// Served from the gateway's cache.
     pub cache_hit: bool,
-    /// Request and key tags.
-    pub tags: Vec<String>,
+    /// The key's tags.
+    pub tags: Arc<[String]>,
     /// The end user (`user` field or header).
     pub end_user: Option<String>,
 }
@@ -323,7 +323,7 @@ mod tests {
             key_hash: key.into(),
             key_alias: None,
             user_id: None,
-            team_id: team.map(str::to_owned),
+            team_id: team.map(Arc::from),
             organization_id: None,
             model_group: model.into(),
             deployment_id: None,
@@ -339,7 +339,7 @@ mod tests {
             status: SpendStatus::Success,
             error_kind: None,
             cache_hit: false,
-            tags: Vec::new(),
+            tags: Arc::default(),
             end_user: None,
         }
     }

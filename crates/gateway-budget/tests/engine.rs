@@ -720,12 +720,57 @@ fn a_keys_levels_are_built_once_and_follow_admin_changes() {
     let without_user = levels(&engine);
     assert_eq!(without_user.levels().len(), 3);
     team.organization_id = None;
+    team.team_alias = Some("platform".into());
     engine.upsert(team.into(), now());
+    let moved = levels(&engine);
     assert_eq!(
-        levels(&engine).levels(),
+        moved.levels(),
         [
             EntityId::Key(KeyHash::of_key("sk-levels")),
             EntityId::Team("t1".into()),
         ]
     );
+    // The labels follow the team's record too.
+    let labels = moved.scope().labels();
+    assert_eq!(labels.team_alias.as_deref(), Some("platform"));
+    assert_eq!(labels.organization_id, None);
+}
+
+#[test]
+fn a_keys_labels_come_from_its_record_and_its_teams_and_are_shared() {
+    let mut member = key("sk-labels");
+    member.key_alias = Some("billing".into());
+    member.team_id = Some("t1".into());
+    member.user_id = Some("u1".into());
+    member.policy.tags = vec!["prod".into()];
+    let mut team = TeamRecord::new("t1", now());
+    team.organization_id = Some("o1".into());
+    let engine = engine(vec![member.clone().into(), team.into()]);
+    let scope = |engine: &BudgetEngine| {
+        let Ok(reservation) = reserve(engine, "sk-labels", "m", NanoUsd::ZERO, now()) else {
+            panic!("the key may spend")
+        };
+        Arc::clone(reservation.scope())
+    };
+    let first = scope(&engine);
+    let labels = first.labels();
+    assert_eq!(labels.key_alias.as_deref(), Some("billing"));
+    assert_eq!(labels.user_id.as_deref(), Some("u1"));
+    assert_eq!(labels.team_id.as_deref(), Some("t1"));
+    // A team without an alias is labelled by its id; the key has no
+    // organization of its own, so it has the team's.
+    assert_eq!(labels.team_alias.as_deref(), Some("t1"));
+    assert_eq!(labels.organization_id.as_deref(), Some("o1"));
+    assert_eq!(&*labels.tags, ["prod".to_owned()]);
+    assert!(
+        Arc::ptr_eq(&first, &scope(&engine)),
+        "two requests share one scope"
+    );
+
+    // The key's own organization wins over its team's.
+    member.organization_id = Some("o2".into());
+    engine.upsert(member.into(), now());
+    let changed = scope(&engine);
+    assert!(!Arc::ptr_eq(&first, &changed));
+    assert_eq!(changed.labels().organization_id.as_deref(), Some("o2"));
 }

@@ -86,8 +86,8 @@ impl Gateway {
                 upstream: None,
                 overhead: None,
                 tokens: None,
-                key_alias: String::new(),
-                team: String::new(),
+                key_alias: None,
+                team: None,
                 cost: NanoUsd::ZERO,
                 admission: None,
                 request_body: None,
@@ -154,9 +154,10 @@ impl Gateway {
             if let Some(deployment) = outcome.report.as_ref().and_then(|r| r.deployment.as_ref()) {
                 admission.deployment = Some(deployment.shared());
             }
-            let (key_alias, team) = admission.labels();
-            observation.key_alias = key_alias;
-            observation.team = team;
+            if let Some(labels) = admission.labels() {
+                observation.key_alias.clone_from(&labels.key_alias);
+                observation.team.clone_from(&labels.team_alias);
+            }
             let headers = response.headers_mut();
             if let Some(key) = admission.key() {
                 if let Some(max_budget) = key.policy.max_budget {

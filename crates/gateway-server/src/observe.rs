@@ -42,9 +42,10 @@ pub(crate) struct Observation {
     pub(crate) upstream: Option<Duration>,
     pub(crate) overhead: Option<Duration>,
     pub(crate) tokens: Option<TokenCounts>,
-    /// Virtual key alias and team alias; empty for the master key.
-    pub(crate) key_alias: String,
-    pub(crate) team: String,
+    /// Virtual key alias and team alias (shared with the key's scope, not
+    /// copied); none for the master key.
+    pub(crate) key_alias: Option<Arc<str>>,
+    pub(crate) team: Option<Arc<str>>,
     /// This request's cost.
     pub(crate) cost: NanoUsd,
     /// A stream's admission, settled when the stream ends.
@@ -161,8 +162,11 @@ impl Observation {
                     ("method", Some(Display(self.method.as_str()))),
                     ("path", Some(Display(&self.path))),
                     ("status", Some(Uint(self.status.into()))),
-                    ("key_alias", Some(Str(&self.key_alias))),
-                    ("team", Some(Str(&self.team))),
+                    (
+                        "key_alias",
+                        Some(Str(self.key_alias.as_deref().unwrap_or_default())),
+                    ),
+                    ("team", Some(Str(self.team.as_deref().unwrap_or_default()))),
                     ("model", Some(Str(&self.labels.model))),
                     ("deployment", Some(Str(&self.labels.deployment))),
                     ("provider", Some(Str(&self.labels.provider))),
@@ -206,8 +210,8 @@ impl Observation {
                             method = %self.method,
                             path = %self.path,
                             status = self.status,
-                            key_alias = self.key_alias.as_str(),
-                            team = self.team.as_str(),
+                            key_alias = self.key_alias.as_deref().unwrap_or_default(),
+                            team = self.team.as_deref().unwrap_or_default(),
                             model = &*self.labels.model,
                             deployment = &*self.labels.deployment,
                             provider = &*self.labels.provider,

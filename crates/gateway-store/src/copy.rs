@@ -114,7 +114,7 @@ mod tests {
             call_type: "acompletion".into(),
             key_hash: "h".into(),
             key_alias: None,
-            user_id: Some("u".to_owned()),
+            user_id: Some("u".into()),
             team_id: None,
             organization_id: None,
             model_group: "m".to_owned(),
@@ -131,7 +131,7 @@ mod tests {
             status: SpendStatus::Success,
             error_kind: None,
             cache_hit: true,
-            tags: vec!["a\"b".to_owned()],
+            tags: vec!["a\"b".to_owned()].into(),
             end_user: None,
         }
     }

@@ -18,8 +18,8 @@ use crate::errors::ApiError;
 use crate::metrics::{self, SpendLabels};
 use gateway_budget::{
     cost, AccessGroups, BudgetDuration, BudgetEngine, EngineConfig, Entity, EntityId, KeyHash,
-    KeyRecord, ModelPrices, PriceBook, Reservation, ReserveRequest, Settlement, SpendLogRow,
-    SpendStatus, Timestamp, TokenUsage,
+    KeyLabels, KeyRecord, KeyScope, ModelPrices, PriceBook, Reservation, ReserveRequest,
+    Settlement, SpendLogRow, SpendStatus, Timestamp, TokenUsage,
 };
 use gateway_store::{AlertHandle, SpendWriterHandle};
 use gateway_types::{NanoUsd, Secret};
@@ -114,8 +114,8 @@ pub(crate) struct Admission {
     pricing: Arc<Pricing>,
     key: Option<Arc<KeyRecord>>,
     key_hash: Arc<str>,
-    team_alias: String,
-    organization_id: Option<String>,
+    /// The key's levels and labels, shared with its other requests.
+    scope: Option<Arc<KeyScope>>,
     model: String,
     call_type: &'static str,
     request_id: String,
@@ -325,8 +325,7 @@ impl Budgets {
             pricing: Arc::clone(pricing),
             key: None,
             key_hash: Arc::default(),
-            team_alias: String::new(),
-            organization_id: None,
+            scope: None,
             model: request.model.to_owned(),
             call_type: request.call_type,
             request_id: request.request_id.to_owned(),
@@ -353,23 +352,7 @@ impl Budgets {
                     })
                     .map_err(|denied| ApiError::from_denied(&denied, &record.key_name))?;
                 admission.key_hash = record.token.shared();
-                if let Some(team_id) = &record.team_id {
-                    // Two names off the team's record, not a copy of it.
-                    let team = self.engine.read(&EntityId::Team(team_id.clone()), |team| {
-                        let Entity::Team(team) = team else {
-                            return None;
-                        };
-                        Some((team.label().to_owned(), team.organization_id.clone()))
-                    });
-                    if let Some((alias, organization_id)) = team.flatten() {
-                        admission.team_alias = alias;
-                        admission.organization_id = organization_id;
-                    }
-                }
-                admission.organization_id = record
-                    .organization_id
-                    .clone()
-                    .or(admission.organization_id.take());
+                admission.scope = Some(Arc::clone(reservation.scope()));
                 admission.reservation = Some(reservation);
                 admission.key = Some(record);
             }
@@ -409,14 +392,9 @@ impl Admission {
             .map(|(spend, _)| spend)
     }
 
-    /// The key alias and team alias, for the request log line.
-    pub(crate) fn labels(&self) -> (String, String) {
-        let alias = self
-            .key
-            .as_ref()
-            .and_then(|key| key.key_alias.clone())
-            .unwrap_or_default();
-        (alias, self.team_alias.clone())
+    /// The key's names (alias, team alias, ...), when a virtual key called.
+    pub(crate) fn labels(&self) -> Option<&KeyLabels> {
+        self.scope.as_deref().map(KeyScope::labels)
     }
 
     /// Records the request's real cost: settles the reservation, queues the
@@ -466,31 +444,25 @@ impl Admission {
                 }
             }
         }
-        let key_alias = self
-            .key
-            .as_ref()
-            .and_then(|key| key.key_alias.as_deref())
-            .unwrap_or_default();
+        let labels = self.scope.as_deref().map(KeyScope::labels);
+        let (key_alias, team) = labels.map_or(("", ""), |labels| {
+            (
+                labels.key_alias.as_deref().unwrap_or_default(),
+                labels.team_alias.as_deref().unwrap_or_default(),
+            )
+        });
         self.pricing.spend_counters.record(
             &SpendLabels {
                 model: &self.model,
                 key_alias,
-                team: &self.team_alias,
+                team,
             },
             charged,
         );
         if let (Some(writer), true) = (&self.sinks.writer, self.sinks.log_rows) {
             // `self` is consumed: its own strings move into the row; the
-            // key's are copied from the shared record.
-            let (key_alias, user_id, team_id, tags) = match &self.key {
-                Some(key) => (
-                    key.key_alias.clone(),
-                    key.user_id.clone(),
-                    key.team_id.clone(),
-                    key.policy.tags.clone(),
-                ),
-                None => (None, None, None, Vec::new()),
-            };
+            // key's names are shared with its scope.
+            let labels = labels.cloned().unwrap_or_default();
             let model = deployment.map_or_else(
                 || Arc::from(self.model.as_str()),
                 |d| Arc::clone(&d.upstream_model),
@@ -499,10 +471,10 @@ impl Admission {
                 request_id: std::mem::take(&mut self.request_id),
                 call_type: Cow::Borrowed(self.call_type),
                 key_hash: std::mem::take(&mut self.key_hash),
-                key_alias,
-                user_id,
-                team_id,
-                organization_id: self.organization_id.take(),
+                key_alias: labels.key_alias,
+                user_id: labels.user_id,
+                team_id: labels.team_id,
+                organization_id: labels.organization_id,
                 model_group: std::mem::take(&mut self.model),
                 deployment_id: self.deployment.take(),
                 provider: deployment.map(|deployment| Arc::clone(&deployment.provider)),
@@ -523,7 +495,7 @@ impl Admission {
                 },
                 error_kind: finished.failure.map(str::to_owned),
                 cache_hit: false,
-                tags,
+                tags: labels.tags,
                 end_user: self.end_user.take(),
             });
         }

@@ -80,9 +80,9 @@ pub fn row(
         request_id: request_id.to_owned(),
         call_type: "acompletion".into(),
         key_hash: KeyHash::of_key(key).shared(),
-        key_alias: Some(format!("{key}-alias")),
-        user_id: Some("u1".to_owned()),
-        team_id: team.map(str::to_owned),
+        key_alias: Some(format!("{key}-alias").into()),
+        user_id: Some("u1".into()),
+        team_id: team.map(Into::into),
         organization_id: None,
         model_group: model.to_owned(),
         deployment_id: Some("dep-1".into()),
@@ -98,7 +98,7 @@ pub fn row(
         status: SpendStatus::Success,
         error_kind: None,
         cache_hit: false,
-        tags: vec!["prod".to_owned(), "batch".to_owned()],
+        tags: vec!["prod".to_owned(), "batch".to_owned()].into(),
         end_user: Some("customer-7".to_owned()),
     }
 }
