@@ -117,7 +117,9 @@ pub struct Engine {
     settings: RouterSettings,
     entries: Vec<Entry>,
     groups: Vec<Group>,
-    index: HashMap<ModelName, GroupId>,
+    /// Looked up on every request: foldhash, not SipHash (names come from
+    /// the config, so nobody can flood it with colliding keys).
+    index: HashMap<ModelName, GroupId, foldhash::fast::RandomState>,
     names: Vec<ModelName>,
 }
 
@@ -209,7 +211,8 @@ impl Engine {
     ) -> Result<Self, RouterError> {
         let mut entries = Vec::with_capacity(deployments.len());
         let mut groups: Vec<Group> = Vec::new();
-        let mut index: HashMap<ModelName, GroupId> = HashMap::new();
+        let mut index: HashMap<ModelName, GroupId, foldhash::fast::RandomState> =
+            HashMap::default();
         let mut seen = std::collections::HashSet::new();
         for deployment in deployments {
             if !seen.insert(deployment.id.clone()) {

@@ -95,7 +95,8 @@ impl RouterState for MemoryState {
 /// Statistics of every deployment ever registered, in slots.
 #[derive(Debug, Default, Clone)]
 pub struct StatsTable {
-    slots: HashMap<DeploymentId, usize>,
+    /// Looked up on every request; foldhash (the ids come from the config).
+    slots: HashMap<DeploymentId, usize, foldhash::fast::RandomState>,
     stats: Vec<DeploymentStats>,
 }
 

@@ -5,6 +5,7 @@ use crate::access_log::AccessLog;
 use crate::budget::{Budgets, Pricing};
 use crate::config::{ConfigError, ConfigWarning, GatewayConfig};
 use crate::metrics::{self, DeploymentLabels, DeploymentState};
+use crate::NameMap;
 use bytes::Bytes;
 use gateway_providers::{
     BuildContext, BuildError, HttpClient, HttpClientOptions, ProviderRegistry,
@@ -57,11 +58,11 @@ pub(crate) struct Runtime {
     /// `GET /v1/models`, encoded once.
     pub(crate) models_json: Bytes,
     /// Metric labels per deployment id.
-    pub(crate) deployment_labels: HashMap<String, DeploymentLabels>,
+    pub(crate) deployment_labels: NameMap<DeploymentLabels>,
     /// Response headers naming each deployment, per deployment id.
-    pub(crate) deployment_headers: HashMap<String, DeploymentHeaders>,
+    pub(crate) deployment_headers: NameMap<DeploymentHeaders>,
     /// Metric labels per model alias (for requests that reached no deployment).
-    pub(crate) model_labels: HashMap<String, DeploymentLabels>,
+    pub(crate) model_labels: NameMap<DeploymentLabels>,
     /// Every configured credential, scrubbed from logged error messages.
     pub(crate) secrets: Vec<String>,
     /// The cooldown deadline last seen per deployment id, to publish state
@@ -458,9 +459,11 @@ impl Runtime {
             env: config.env.clone(),
         };
         let mut deployments = Vec::with_capacity(config.deployments.len());
-        let mut deployment_labels = HashMap::with_capacity(config.deployments.len());
-        let mut model_labels = HashMap::new();
-        let mut deployment_headers = HashMap::with_capacity(config.deployments.len());
+        let capacity = config.deployments.len();
+        let mut deployment_labels = NameMap::with_capacity_and_hasher(capacity, Default::default());
+        let mut model_labels = NameMap::default();
+        let mut deployment_headers =
+            NameMap::with_capacity_and_hasher(capacity, Default::default());
         let mut secrets = Vec::new();
         for (index, deployment) in config.deployments.iter().enumerate() {
             let provider = match registry.build(&deployment.provider, &cx) {

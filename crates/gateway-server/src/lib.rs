@@ -59,4 +59,10 @@ mod request;
 pub mod server;
 mod stream;
 
+/// A map keyed by names from the config (model aliases, deployment ids),
+/// looked up on every request. foldhash rather than std's SipHash, which
+/// cost ~200 instructions a lookup; the keys come from the config, not from
+/// callers, so nobody can flood it with colliding keys.
+pub(crate) type NameMap<V> = std::collections::HashMap<String, V, foldhash::fast::RandomState>;
+
 pub use gateway::{Gateway, ReloadReport, StoreHealth, StoreHealthProbe};

@@ -16,6 +16,7 @@ pub(crate) use store::LazyStore;
 use crate::config::{BudgetSettings, ConfigKey, GatewayConfig};
 use crate::errors::ApiError;
 use crate::metrics::{self, SpendLabels};
+use crate::NameMap;
 use gateway_budget::{
     cost, AccessGroups, BudgetDuration, BudgetEngine, EngineConfig, Entity, EntityId, KeyHash,
     KeyLabels, KeyRecord, KeyScope, ModelPrices, PriceBook, Reservation, ReserveRequest,
@@ -24,7 +25,6 @@ use gateway_budget::{
 use gateway_store::{AlertHandle, SpendWriterHandle};
 use gateway_types::{NanoUsd, Secret};
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
@@ -71,9 +71,9 @@ struct Sinks {
 /// Prices and names of every deployment of one config generation.
 #[derive(Debug, Default)]
 pub(crate) struct Pricing {
-    deployments: HashMap<String, DeploymentPricing>,
+    deployments: NameMap<DeploymentPricing>,
     /// Per alias: the highest prices among its deployments, for estimates.
-    aliases: HashMap<String, ModelPrices>,
+    aliases: NameMap<ModelPrices>,
     /// Alias to its access groups.
     pub(crate) access_groups: AccessGroups,
     /// The spend counter of each (alias, key alias, team) seen.
