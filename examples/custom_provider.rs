@@ -138,7 +138,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let request = ChatRequest {
         model: "my-alias".to_owned(),
-        messages: vec![Message::text(Role::User, "hello from a custom provider")],
+        messages: vec![Message::text(Role::User, "hello from a custom provider")].into(),
         ..ChatRequest::default()
     };
     let response = provider.chat(&request, &CallContext::default()).await?;

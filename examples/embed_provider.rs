@@ -36,7 +36,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let request = ChatRequest {
         model: "demo".to_owned(),
-        messages: vec![Message::text(Role::User, "What is a gateway?")],
+        messages: vec![Message::text(Role::User, "What is a gateway?")].into(),
         ..ChatRequest::default()
     };
     let call = CallContext::default();

@@ -77,6 +77,42 @@ async fn post_chat(gateway: &TestGateway, body: &Value) -> TestResponse {
     .await
 }
 
+/// The conversation goes upstream as the client wrote it: key order,
+/// spacing and escapes kept, not parsed and encoded again. The rest of the
+/// body is still patched (model replaced, control fields dropped).
+#[tokio::test]
+async fn messages_go_upstream_byte_for_byte() {
+    let upstream = FakeUpstream::start(Reply::json(200, upstream_completion("Hi!"))).await;
+    let gateway = start(&upstream).await;
+    let messages =
+        r#"[ {"content": "caf\u00e9 \"quoted\"", "role":"user", "x_vendor": {"k": 1.50}} ]"#;
+    let body =
+        format!(r#"{{"model": "chat", "metadata": {{"tags": ["t"]}}, "messages": {messages}}}"#);
+    let response = send(
+        "POST",
+        &gateway.url("/v1/chat/completions"),
+        &[
+            ("authorization", &bearer()),
+            ("content-type", "application/json"),
+        ],
+        body,
+    )
+    .await;
+    assert_eq!(response.status, 200, "{}", response.text());
+    let received = upstream.received();
+    let raw = String::from_utf8_lossy(&received[0].raw_body).into_owned();
+    assert!(
+        raw.contains(&format!(r#""messages":{messages}"#)),
+        "the upstream got {raw}"
+    );
+    assert_eq!(received[0].body["model"], "upstream-model");
+    assert!(received[0].body.get("metadata").is_none());
+    assert_eq!(
+        received[0].body["messages"][0]["content"],
+        "café \"quoted\""
+    );
+}
+
 #[tokio::test]
 async fn non_stream_answer_is_the_upstream_answer_under_the_alias() {
     let upstream = FakeUpstream::start(Reply::json(200, upstream_completion("Hi!"))).await;

@@ -172,6 +172,8 @@ pub struct Received {
     pub path_and_query: String,
     pub headers: BTreeMap<String, String>,
     pub body: Value,
+    /// The body's bytes, as they came.
+    pub raw_body: Bytes,
 }
 
 /// How a fake upstream answers.
@@ -298,6 +300,7 @@ async fn answer(
             .map(|(name, value)| (name.to_string(), value.to_str().unwrap_or("").to_owned()))
             .collect(),
         body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        raw_body: bytes.clone(),
     });
     match reply {
         Reply::Json {

@@ -53,7 +53,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let messages = vec![Message::text(Role::User, "hello")];
     let request = ChatRequest {
         model: "smart".to_owned(),
-        messages,
+        messages: messages.into(),
         ..ChatRequest::default()
     };
     let options = RequestOptions::default();

@@ -822,7 +822,7 @@ mod tests {
     #[test]
     fn system_prompt_is_prepended_only_when_set() {
         let request = ChatRequest {
-            messages: vec![Message::text(Role::User, "hi")],
+            messages: vec![Message::text(Role::User, "hi")].into(),
             ..ChatRequest::default()
         };
         assert!(matches!(

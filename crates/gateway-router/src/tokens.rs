@@ -89,7 +89,8 @@ mod tests {
             messages: vec![
                 Message::text(Role::System, "be brief"),
                 Message::text(Role::User, "hello world"),
-            ],
+            ]
+            .into(),
             ..ChatRequest::default()
         };
         // 3 priming + 2 * 3 per message + "be brief" (2) + "hello world" (2).

@@ -18,7 +18,7 @@ use std::time::Duration;
 fn chat(model: &str) -> ChatRequest {
     ChatRequest {
         model: model.to_owned(),
-        messages: vec![Message::text(Role::User, "hello there, how are you today?")],
+        messages: vec![Message::text(Role::User, "hello there, how are you today?")].into(),
         ..ChatRequest::default()
     }
 }

@@ -13,13 +13,13 @@ use crate::messages;
 use crate::metrics::{DeploymentLabels, InFlight, TokenCounts};
 use crate::observe::{redacted_body, token_counts, Observation};
 use crate::ops;
-use crate::request::{parse_json, take_options};
+use crate::request::{parse_chat_request, parse_json, take_options};
 use crate::stream::{chat_pieces, observed_body, Pieces, StreamShape};
 use bytes::Bytes;
 use gateway_budget::TokenUsage;
 use gateway_router::{RouteFailure, RouteReport, RouterError};
 use gateway_types::Secret;
-use gateway_types::{ChatRequest, EmbeddingsRequest, ModelList, ModelObject, NanoUsd};
+use gateway_types::{EmbeddingsRequest, ModelList, ModelObject, NanoUsd};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -542,7 +542,7 @@ where
     B::Error: std::error::Error + Send + Sync + 'static,
 {
     let (headers, bytes) = read_request(runtime, request, outcome).await?;
-    let mut chat: ChatRequest = parse_json(&bytes)?;
+    let mut chat = parse_chat_request(&bytes)?;
     if chat.model.trim().is_empty() {
         return Err(ApiError::invalid_request("`model` must not be empty").with_param("model"));
     }

@@ -117,7 +117,7 @@ pub(crate) async fn health(runtime: &Arc<Runtime>, request_id: &str) -> Response
             } else {
                 let request = ChatRequest {
                     model: model_name.clone(),
-                    messages: vec![Message::text(Role::User, "ping")],
+                    messages: vec![Message::text(Role::User, "ping")].into(),
                     max_tokens: Some(1),
                     ..ChatRequest::default()
                 };

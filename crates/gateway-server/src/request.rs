@@ -3,7 +3,7 @@
 
 use crate::errors::ApiError;
 use gateway_router::RequestOptions;
-use gateway_types::{JsonObject, ModelName};
+use gateway_types::{ChatRequest, JsonObject, ModelName};
 use http::{HeaderMap, HeaderName};
 use serde_json::Value;
 use std::time::Duration;
@@ -16,6 +16,16 @@ use std::time::Duration;
 pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     match serde_json::from_slice(bytes) {
         Ok(value) => Ok(value),
+        Err(_) => parse_json_with_path(bytes),
+    }
+}
+
+/// [`parse_json`] for a chat request: parsed by [`ChatRequest::from_json`],
+/// which keeps the `messages` text to send upstream unchanged; on an error,
+/// parsed again for the field at fault.
+pub(crate) fn parse_chat_request(bytes: &[u8]) -> Result<ChatRequest, ApiError> {
+    match ChatRequest::from_json(bytes) {
+        Ok(chat) => Ok(chat),
         Err(_) => parse_json_with_path(bytes),
     }
 }
@@ -225,11 +235,10 @@ fn header_text<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a str>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use gateway_types::ChatRequest;
     use serde_json::json;
 
     fn param_of(body: &str) -> Option<String> {
-        match parse_json::<ChatRequest>(body.as_bytes()) {
+        match parse_chat_request(body.as_bytes()) {
             Ok(_) => panic!("expected an error for {body}"),
             Err(error) => {
                 assert_eq!(error.status, http::StatusCode::BAD_REQUEST);

@@ -13,8 +13,10 @@ use serde_json::Value;
 pub struct ChatRequest {
     /// The model alias (or, upstream, the provider's model id).
     pub model: String,
-    /// The conversation.
-    pub messages: Vec<Message>,
+    /// The conversation: a list of [`Message`]s (`Messages` derefs to
+    /// `Vec<Message>`) that, when parsed by [`ChatRequest::from_json`],
+    /// also keeps its JSON text to send on unchanged.
+    pub messages: Messages,
     /// Stream the answer as server-sent events.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream: Option<bool>,
@@ -69,6 +71,15 @@ pub struct ChatRequest {
 }
 
 impl ChatRequest {
+    /// Parses a request from JSON text like `serde_json::from_slice`, and
+    /// keeps the `messages` array's text beside the parsed list, so that an
+    /// OpenAI-format upstream is sent the conversation as it came instead
+    /// of encoded again (see [`Messages`]).
+    pub fn from_json(bytes: &[u8]) -> Result<ChatRequest, serde_json::Error> {
+        let _keeping = KeepMessagesJson::on();
+        serde_json::from_slice(bytes)
+    }
+
     /// True when the client asked for a stream.
     pub fn is_stream(&self) -> bool {
         self.stream.unwrap_or(false)
@@ -85,6 +96,134 @@ impl ChatRequest {
     /// The output token limit, whichever of the two names the client used.
     pub fn output_limit(&self) -> Option<u32> {
         self.max_completion_tokens.or(self.max_tokens)
+    }
+}
+
+/// A request's conversation: the parsed messages and, when the request
+/// was parsed by [`ChatRequest::from_json`], the JSON text they came from.
+///
+/// It derefs to `Vec<Message>`. Serializing writes the kept text as it is
+/// (the conversation is usually most of a request, and encoding every
+/// message again cost more than parsing it), so the text is dropped on any
+/// mutable access: after a change the list is encoded instead. Equality
+/// compares the lists only.
+#[derive(Debug, Clone, Default)]
+pub struct Messages {
+    list: Vec<Message>,
+    json: Option<Box<serde_json::value::RawValue>>,
+}
+
+thread_local! {
+    /// Set while [`ChatRequest::from_json`] parses, so that `Messages`
+    /// keeps its text then, and only then: other deserializers (and the
+    /// server's path-reporting second try after an error) parse the list
+    /// directly.
+    static KEEP_MESSAGES_JSON: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Turns [`KEEP_MESSAGES_JSON`] on until dropped, even on a panic.
+struct KeepMessagesJson;
+
+impl KeepMessagesJson {
+    fn on() -> Self {
+        KEEP_MESSAGES_JSON.with(|keep| keep.set(true));
+        KeepMessagesJson
+    }
+}
+
+impl Drop for KeepMessagesJson {
+    fn drop(&mut self) {
+        KEEP_MESSAGES_JSON.with(|keep| keep.set(false));
+    }
+}
+
+impl Messages {
+    /// The JSON text the messages were parsed from, while they are
+    /// unchanged.
+    pub fn json(&self) -> Option<&str> {
+        self.json.as_deref().map(serde_json::value::RawValue::get)
+    }
+
+    /// The list, without the kept text.
+    pub fn into_vec(self) -> Vec<Message> {
+        self.list
+    }
+}
+
+impl std::ops::Deref for Messages {
+    type Target = Vec<Message>;
+
+    fn deref(&self) -> &Vec<Message> {
+        &self.list
+    }
+}
+
+impl std::ops::DerefMut for Messages {
+    /// Drops the kept text: the list may change.
+    fn deref_mut(&mut self) -> &mut Vec<Message> {
+        self.json = None;
+        &mut self.list
+    }
+}
+
+impl PartialEq for Messages {
+    fn eq(&self, other: &Self) -> bool {
+        self.list == other.list
+    }
+}
+
+impl From<Vec<Message>> for Messages {
+    fn from(list: Vec<Message>) -> Self {
+        Messages { list, json: None }
+    }
+}
+
+impl FromIterator<Message> for Messages {
+    fn from_iter<I: IntoIterator<Item = Message>>(messages: I) -> Self {
+        Messages::from(messages.into_iter().collect::<Vec<_>>())
+    }
+}
+
+impl<'a> IntoIterator for &'a Messages {
+    type Item = &'a Message;
+    type IntoIter = std::slice::Iter<'a, Message>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.list.iter()
+    }
+}
+
+impl IntoIterator for Messages {
+    type Item = Message;
+    type IntoIter = std::vec::IntoIter<Message>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.list.into_iter()
+    }
+}
+
+impl Serialize for Messages {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match &self.json {
+            Some(json) => json.serialize(serializer),
+            None => self.list.serialize(serializer),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Messages {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        if !KEEP_MESSAGES_JSON.with(std::cell::Cell::get) {
+            return Vec::deserialize(deserializer).map(Messages::from);
+        }
+        // The array's text first (a scan and one copy), then the list
+        // parsed from it.
+        let json = Box::<serde_json::value::RawValue>::deserialize(deserializer)?;
+        let list = serde_json::from_str(json.get()).map_err(D::Error::custom)?;
+        Ok(Messages {
+            list,
+            json: Some(json),
+        })
     }
 }
 
@@ -651,6 +790,71 @@ pub struct FunctionCallDelta {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn from_json_keeps_the_messages_text_and_writes_it_back_unchanged() {
+        let messages = r#"[ {"content":"caf\u00e9","role":"user","x":1.50} ]"#;
+        let body = format!(r#"{{"model":"m","messages":{messages},"temperature":0.5}}"#);
+        let Ok(request) = ChatRequest::from_json(body.as_bytes()) else {
+            panic!("a valid request")
+        };
+        assert_eq!(request.messages.json(), Some(messages));
+        assert_eq!(request.messages[0].role, Role::User);
+        assert_eq!(
+            request.messages[0].content,
+            Some(MessageContent::Text("café".to_owned()))
+        );
+        let Ok(encoded) = serde_json::to_string(&request) else {
+            panic!("encodes")
+        };
+        assert_eq!(
+            encoded,
+            format!(r#"{{"model":"m","messages":{messages},"temperature":0.5}}"#)
+        );
+        // Into a Value too (the text is parsed there).
+        let Ok(value) = serde_json::to_value(&request) else {
+            panic!("encodes")
+        };
+        assert_eq!(value["messages"][0]["x"], 1.5);
+
+        // Any change drops the text: the list is encoded.
+        let mut changed = request.clone();
+        changed.messages.push(Message::text(Role::Assistant, "ok"));
+        assert_eq!(changed.messages.json(), None);
+        let Ok(encoded) = serde_json::to_string(&changed.messages) else {
+            panic!("encodes")
+        };
+        assert_eq!(
+            encoded,
+            r#"[{"role":"user","content":"café","x":1.5},{"role":"assistant","content":"ok"}]"#
+        );
+        // Equality is the list's.
+        let mut same = request.clone();
+        let _ = &mut *same.messages;
+        assert_eq!(same, request);
+    }
+
+    #[test]
+    fn other_parses_keep_no_messages_text() {
+        let body = r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#;
+        let Ok(plain) = serde_json::from_str::<ChatRequest>(body) else {
+            panic!("a valid request")
+        };
+        assert_eq!(plain.messages.json(), None);
+        let Ok(from_value) = serde_json::from_value::<ChatRequest>(json!({
+            "model": "m", "messages": [{"role": "user", "content": "hi"}]
+        })) else {
+            panic!("a valid request")
+        };
+        assert_eq!(from_value.messages.json(), None);
+        assert_eq!(plain, from_value);
+        // A parse that failed leaves later parses alone.
+        assert!(ChatRequest::from_json(br#"{"model":"m","messages":[{"role":"robot"}]}"#).is_err());
+        let Ok(after) = serde_json::from_str::<ChatRequest>(body) else {
+            panic!("a valid request")
+        };
+        assert_eq!(after.messages.json(), None);
+    }
 
     fn round_trip(value: Value) -> Value {
         let request: ChatRequest = match serde_json::from_value(value) {

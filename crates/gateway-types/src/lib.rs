@@ -24,8 +24,8 @@ pub mod secret;
 
 pub use chat::{
     ChatChoice, ChatChunk, ChatRequest, ChatResponse, ChunkChoice, ContentPart, Delta,
-    FunctionCall, FunctionCallDelta, ImageUrl, Message, MessageContent, ResponseMessage, Role,
-    Stop, StreamOptions, Tool, ToolCall, ToolCallDelta, ToolChoice, Usage,
+    FunctionCall, FunctionCallDelta, ImageUrl, Message, MessageContent, Messages, ResponseMessage,
+    Role, Stop, StreamOptions, Tool, ToolCall, ToolCallDelta, ToolChoice, Usage,
 };
 pub use embeddings::{Embedding, EmbeddingsRequest, EmbeddingsResponse, EmbeddingsUsage};
 pub use error::{ErrorBody, ErrorDetail};

@@ -84,7 +84,7 @@ pub fn messages_to_chat_request(body: &Value) -> Result<ChatRequest, IngressErro
 
     let mut request = ChatRequest {
         model: model.to_owned(),
-        messages,
+        messages: messages.into(),
         ..ChatRequest::default()
     };
     request.max_tokens = match object.get("max_tokens") {

@@ -296,7 +296,7 @@ mod tests {
     fn request(text: &str) -> ChatRequest {
         ChatRequest {
             model: "alias".to_owned(),
-            messages: vec![Message::text(Role::User, text)],
+            messages: vec![Message::text(Role::User, text)].into(),
             ..ChatRequest::default()
         }
     }
