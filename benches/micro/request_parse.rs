@@ -1,8 +1,9 @@
 //! JSON cost of one non-stream request through the gateway: parsing the
-//! client's `ChatRequest` (plain, and with the field-path tracking the server
-//! uses for error messages), encoding it for the upstream (directly, and the way
-//! the OpenAI adapter does it today: through a `serde_json::Value`), parsing
-//! the upstream's `ChatResponse` and encoding it for the client.
+//! client's `ChatRequest` (plain; as the server does, keeping the messages'
+//! text; and with the field-path tracking the server uses for error
+//! messages), encoding it (messages encoded, or written as kept; and the
+//! old way through a `serde_json::Value`), parsing the upstream's
+//! `ChatResponse` and encoding it for the client.
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use gateway_types::{ChatRequest, ChatResponse};
@@ -20,8 +21,12 @@ fn chat_request(c: &mut Criterion) {
     group.bench_function("parse", |b| {
         b.iter(|| serde_json::from_str::<ChatRequest>(black_box(REQUEST)).ok())
     });
-    // What the server's parse_json does: the same, tracking the field path
-    // for error messages.
+    // What the server does: the same, keeping the messages' JSON text.
+    group.bench_function("from_json", |b| {
+        b.iter(|| ChatRequest::from_json(black_box(REQUEST.as_bytes())).ok())
+    });
+    // The server's second parse after an error: tracking the field path
+    // for the error message.
     group.bench_function("parse_with_path", |b| {
         b.iter(|| {
             let mut deserializer = serde_json::Deserializer::from_str(black_box(REQUEST));
@@ -33,6 +38,13 @@ fn chat_request(c: &mut Criterion) {
     };
     group.bench_function("serialize", |b| {
         b.iter(|| serde_json::to_vec(black_box(&request)).ok())
+    });
+    // Parsed by from_json: the messages are written back as their text.
+    let Ok(kept) = ChatRequest::from_json(REQUEST.as_bytes()) else {
+        panic!("the sample request does not parse");
+    };
+    group.bench_function("serialize_kept_messages", |b| {
+        b.iter(|| serde_json::to_vec(black_box(&kept)).ok())
     });
     // What OpenAiProvider::body does: to a Value, patch, then to bytes.
     group.bench_function("serialize_via_value", |b| {
@@ -51,6 +63,43 @@ fn chat_request(c: &mut Criterion) {
     group.finish();
 }
 
+/// A long conversation (~16 KB: twenty turns of ~800 characters each), as
+/// agents and chat apps send, parsed as the server does and encoded for the
+/// upstream, the messages encoded again or written as kept.
+fn long_chat_request(c: &mut Criterion) {
+    let turn = "The gateway forwards this paragraph unchanged; it is long because \
+                real prompts carry context, code and earlier answers. "
+        .repeat(6);
+    let messages: Vec<serde_json::Value> = (0..20)
+        .map(|i| {
+            let role = if i % 2 == 0 { "user" } else { "assistant" };
+            serde_json::json!({"role": role, "content": format!("{i}: {turn}")})
+        })
+        .collect();
+    let body = serde_json::json!({"model": "gpt-4o-mini", "messages": messages, "max_tokens": 256})
+        .to_string();
+    let mut group = c.benchmark_group("long_chat_request");
+    group.bench_function("parse", |b| {
+        b.iter(|| serde_json::from_slice::<ChatRequest>(black_box(body.as_bytes())).ok())
+    });
+    group.bench_function("from_json", |b| {
+        b.iter(|| ChatRequest::from_json(black_box(body.as_bytes())).ok())
+    });
+    let Ok(request) = serde_json::from_slice::<ChatRequest>(body.as_bytes()) else {
+        panic!("the long request does not parse");
+    };
+    let Ok(kept) = ChatRequest::from_json(body.as_bytes()) else {
+        panic!("the long request does not parse");
+    };
+    group.bench_function("serialize", |b| {
+        b.iter(|| serde_json::to_vec(black_box(&request)).ok())
+    });
+    group.bench_function("serialize_kept_messages", |b| {
+        b.iter(|| serde_json::to_vec(black_box(&kept)).ok())
+    });
+    group.finish();
+}
+
 fn chat_response(c: &mut Criterion) {
     let mut group = c.benchmark_group("chat_response");
     group.bench_function("parse", |b| {
@@ -65,5 +114,5 @@ fn chat_response(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, chat_request, chat_response);
+criterion_group!(benches, chat_request, long_chat_request, chat_response);
 criterion_main!(benches);
