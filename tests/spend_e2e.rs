@@ -123,6 +123,15 @@ async fn chat(gateway: &TestGateway, key: &str, body: Value) -> TestResponse {
     .await
 }
 
+/// Two chat completions with `key` that must succeed.
+async fn two_chats(gateway: &TestGateway, key: &str, model: &str) {
+    let message = json!([{"role": "user", "content": "hi"}]);
+    for _ in 0..2 {
+        let response = chat(gateway, key, json!({"model": model, "messages": message})).await;
+        assert_eq!(response.status, 200, "{}", response.text());
+    }
+}
+
 fn usage_chunk(prompt: u64, completion: u64) -> String {
     json!({
         "id": "chatcmpl-upstream-2", "object": "chat.completion.chunk", "created": 1_700_000_000, "model": "upstream-model-0613",
@@ -158,16 +167,8 @@ async fn spend_rows_scenario(store: Store) {
     );
     let gateway = TestGateway::start_with_store(&config, &[]).await;
     let (key, hash) = generate(&gateway, json!({})).await;
+    two_chats(&gateway, &key, "whole").await;
     let message = json!([{"role": "user", "content": "hi"}]);
-    for _ in 0..2 {
-        let response = chat(
-            &gateway,
-            &key,
-            json!({"model": "whole", "messages": message}),
-        )
-        .await;
-        assert_eq!(response.status, 200, "{}", response.text());
-    }
     let response = chat(
         &gateway,
         &key,
@@ -268,16 +269,7 @@ async fn a_full_spend_log_batch_is_written_before_the_interval() {
     );
     let gateway = TestGateway::start_with_store(&config, &[]).await;
     let (key, hash) = generate(&gateway, json!({})).await;
-    let message = json!([{"role": "user", "content": "hi"}]);
-    for _ in 0..2 {
-        let response = chat(
-            &gateway,
-            &key,
-            json!({"model": "whole", "messages": message}),
-        )
-        .await;
-        assert_eq!(response.status, 200, "{}", response.text());
-    }
+    two_chats(&gateway, &key, "whole").await;
     // Polled while the gateway runs: stopping it would flush everything.
     let written = tokio::time::timeout(PATIENCE, async {
         loop {
