@@ -202,7 +202,7 @@ struct State {
     ledgers: HashMap<EntityId, Ledger, foldhash::fast::RandomState>,
     access_groups: AccessGroups,
     /// Bumped by every admin change (upsert, remove): a key's cached scope
-    /// are used only while this has not moved since they were built.
+    /// is used only while this has not moved since it was built.
     generation: u64,
 }
 

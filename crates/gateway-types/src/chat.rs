@@ -106,7 +106,9 @@ impl ChatRequest {
 /// (the conversation is usually most of a request, and encoding every
 /// message again cost more than parsing it), so the text is dropped on any
 /// mutable access: after a change the list is encoded instead. Equality
-/// compares the lists only.
+/// compares the lists only. The kept text is written as text by
+/// serde_json's serializers (bytes and `Value`); before serializing with
+/// another format, call [`Messages::forget_json`].
 #[derive(Debug, Clone, Default)]
 pub struct Messages {
     list: Vec<Message>,
@@ -142,6 +144,11 @@ impl Messages {
     /// unchanged.
     pub fn json(&self) -> Option<&str> {
         self.json.as_deref().map(serde_json::value::RawValue::get)
+    }
+
+    /// Drops the kept text, so the list is encoded when serialized.
+    pub fn forget_json(&mut self) {
+        self.json = None;
     }
 
     /// The list, without the kept text.
@@ -830,7 +837,8 @@ mod tests {
         );
         // Equality is the list's.
         let mut same = request.clone();
-        let _ = &mut *same.messages;
+        same.messages.forget_json();
+        assert_eq!(same.messages.json(), None);
         assert_eq!(same, request);
     }
 
