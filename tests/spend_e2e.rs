@@ -50,6 +50,7 @@ impl Store {
                             spend_nanos: row.get(4)?,
                             status: row.get(5)?,
                             error_kind: row.get(6)?,
+                            request_id: row.get(7)?,
                         })
                     })
                     .unwrap();
@@ -73,6 +74,7 @@ impl Store {
                         spend_nanos: row.get(4),
                         status: row.get(5),
                         error_kind: row.get(6),
+                        request_id: row.get(7),
                     })
                     .collect()
             }
@@ -89,6 +91,7 @@ struct Row {
     spend_nanos: i64,
     status: String,
     error_kind: Option<String>,
+    request_id: String,
 }
 
 fn deployment(alias: &str, id: &str, base: &str) -> String {
@@ -254,6 +257,69 @@ async fn spend_rows_record_every_request_in_postgres() {
         return;
     };
     spend_rows_scenario(Store::Postgres(url)).await;
+}
+
+/// A client that sends the same `x-request-id` twice made two requests: both
+/// are logged (the second under a derived id) and both are in the spend.
+async fn reused_request_id_scenario(store: Store) {
+    let upstream = FakeUpstream::start(Reply::json(200, upstream_completion("hi"))).await;
+    let config = format!(
+        "model_list:\n{}{}general_settings:\n  master_key: {MASTER}\n  {}\n  proxy_batch_write_at: 3600\n",
+        deployment("whole", "whole-1", &upstream.api_base()),
+        deployment("other", "other-1", &upstream.api_base()),
+        store.config_line(),
+    );
+    let gateway = TestGateway::start_with_store(&config, &[]).await;
+    let (key, hash) = generate(&gateway, json!({})).await;
+    let auth = format!("Bearer {key}");
+    // Unique per run: request ids are unique across the whole table, and
+    // the PostgreSQL test database outlives a run.
+    let client_id = format!("client-{}", &hash[..16]);
+    // Two models: two requests to one model within one millisecond would be
+    // alike in everything a retried row is compared by, and count as one.
+    for model in ["whole", "other"] {
+        let response = post(
+            &gateway.url("/v1/chat/completions"),
+            &[
+                ("authorization", auth.as_str()),
+                ("x-request-id", client_id.as_str()),
+            ],
+            &json!({"model": model, "messages": [{"role": "user", "content": "hi"}]}),
+        )
+        .await;
+        assert_eq!(response.status, 200, "{}", response.text());
+        assert_eq!(response.header("x-request-id"), Some(client_id.as_str()));
+    }
+    gateway.stop().await;
+    let mut rows = store.rows(&hash).await;
+    assert_eq!(rows.len(), 2, "{rows:#?}");
+    // Both went in one batch: which keeps the client's id is the store's
+    // choice; the other has it with its start appended.
+    rows.sort_by(|a, b| a.request_id.cmp(&b.request_id));
+    assert_eq!(rows[0].request_id, client_id);
+    assert!(
+        rows[1].request_id.starts_with(&format!("{client_id}~")),
+        "{}",
+        rows[1].request_id
+    );
+    let mut models: Vec<&str> = rows.iter().map(|row| row.model_group.as_str()).collect();
+    models.sort_unstable();
+    assert_eq!(models, ["other", "whole"]);
+    assert!(rows.iter().all(|row| row.spend_nanos == 1_500_000));
+}
+
+#[tokio::test]
+async fn a_reused_request_id_is_logged_twice_in_sqlite() {
+    reused_request_id_scenario(Store::Sqlite(TempDir::new("reused"))).await;
+}
+
+#[tokio::test]
+async fn a_reused_request_id_is_logged_twice_in_postgres() {
+    let Some(url) = postgres_url() else {
+        eprintln!("GATEWAY_TEST_DATABASE_URL is not set: skipping the PostgreSQL reused id test");
+        return;
+    };
+    reused_request_id_scenario(Store::Postgres(url)).await;
 }
 
 /// `spend_logs_batch_size` reaches the writer: with an hour between

@@ -2,7 +2,7 @@
 //! database, with a switch that simulates an outage.
 
 use async_trait::async_trait;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard};
 
 use crate::entity::{Entity, EntityId, Level, ListFilter, SpendCounter};
@@ -24,7 +24,8 @@ pub struct InMemoryStore {
 struct MemoryState {
     entities: BTreeMap<EntityId, Entity>,
     logs: Vec<SpendLogRow>,
-    log_ids: HashSet<String>,
+    /// Each stored row's id, with its position in `logs`.
+    log_ids: HashMap<String, usize>,
     daily: BTreeMap<DailyKey, DailyTotals>,
 }
 
@@ -154,14 +155,31 @@ impl BudgetStore for InMemoryStore {
         let mut state = self.lock()?;
         let mut fresh = Vec::new();
         for row in rows {
-            if state.log_ids.insert(row.request_id.clone()) {
-                fresh.push(row.clone());
+            // A reused request id gets a second row under a derived id; a
+            // retried row (the same request) is stored once.
+            let row = match state.log_ids.get(&row.request_id) {
+                None => row.clone(),
+                Some(&at)
+                    if state
+                        .logs
+                        .get(at)
+                        .is_some_and(|stored| row.is_same_request(stored)) =>
+                {
+                    continue
+                }
+                Some(_) => row.reissued(),
+            };
+            if state.log_ids.contains_key(&row.request_id) {
+                continue;
             }
+            let at = state.logs.len();
+            state.log_ids.insert(row.request_id.clone(), at);
+            state.logs.push(row.clone());
+            fresh.push(row);
         }
         for (key, totals) in aggregate_rows(&fresh) {
             state.daily.entry(key).or_default().add(&totals);
         }
-        state.logs.extend(fresh);
         Ok(())
     }
 
@@ -199,9 +217,12 @@ impl BudgetStore for InMemoryStore {
         let (kept, pruned): (Vec<_>, Vec<_>) = std::mem::take(&mut state.logs)
             .into_iter()
             .partition(|row| row.start_time >= older_than);
-        for row in &pruned {
-            state.log_ids.remove(&row.request_id);
-        }
+        drop(pruned);
+        state.log_ids = kept
+            .iter()
+            .enumerate()
+            .map(|(at, row)| (row.request_id.clone(), at))
+            .collect();
         state.logs = kept;
         Ok((before - state.logs.len()) as u64)
     }

@@ -186,6 +186,35 @@ impl SpendStatus {
 }
 
 impl SpendLogRow {
+    /// True when `self` and `stored`, a stored row with its request id, are
+    /// one request: the same key, model, times, tokens and cost. A batch
+    /// retried after a commit whose answer was lost repeats its rows
+    /// exactly; a client that reuses its `x-request-id` sends new requests
+    /// under an old id, which differ at least in their start or end. (Two
+    /// such requests alike in all of these, to the millisecond, count as
+    /// one.)
+    pub fn is_same_request(&self, stored: &SpendLogRow) -> bool {
+        self.start_time == stored.start_time
+            && self.end_time == stored.end_time
+            && self.key_hash == stored.key_hash
+            && self.model_group == stored.model_group
+            && self.spend == stored.spend
+            && self.prompt_tokens == stored.prompt_tokens
+            && self.completion_tokens == stored.completion_tokens
+    }
+
+    /// The row under the id it is stored with when another request holds
+    /// its request id: `<id>~<start in ms>`. The same row retried gets the
+    /// same id, so it is still stored once; stores call this for a row whose
+    /// id is taken by a row that is not the same request
+    /// ([`is_same_request`](Self::is_same_request)).
+    pub fn reissued(&self) -> SpendLogRow {
+        SpendLogRow {
+            request_id: format!("{}~{}", self.request_id, self.start_time.0),
+            ..self.clone()
+        }
+    }
+
     /// End time minus start time, in milliseconds.
     pub fn latency_ms(&self) -> u64 {
         u64::try_from(self.end_time.0.saturating_sub(self.start_time.0)).unwrap_or(0)

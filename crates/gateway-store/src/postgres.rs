@@ -484,7 +484,7 @@ impl BudgetStore for PostgresStore {
             }
             Err(error) => return Err(from_postgres(error)),
         }
-        // Some rows are stored already: a batch retried after a commit whose
+        // Some ids are stored already: a batch retried after a commit whose
         // answer was lost, or a request id reused. Insert what is new, in
         // one statement (the rows travel as one array per column and UNNEST
         // turns them back into rows); RETURNING names the new rows, so no
@@ -501,7 +501,70 @@ impl BudgetStore for PostgresStore {
             .map(|row| row.try_get::<_, String>(0))
             .collect::<Result<_, _>>()
             .map_err(from_postgres)?;
-        let fresh = rows.iter().filter(|row| inserted.contains(&row.request_id));
+        // A row whose id was stored is either that request again (skipped)
+        // or another request under a reused id: that one is kept as a second
+        // row under a derived id (`SpendLogRow::reissued`).
+        // A row whose id was stored before, or is twice in this batch (one
+        // of them went in, in no set order), is checked against the stored
+        // row: the same request is skipped (a retry) or is the one that went
+        // in; another request under a reused id is kept as a second row
+        // under a derived id (`SpendLogRow::reissued`).
+        let mut uses = std::collections::HashMap::<&str, usize>::new();
+        for row in rows {
+            *uses.entry(row.request_id.as_str()).or_default() += 1;
+        }
+        let (mut stored_now, check): (Vec<&SpendLogRow>, Vec<&SpendLogRow>) =
+            rows.iter().partition(|row| {
+                inserted.contains(&row.request_id) && uses.get(row.request_id.as_str()) == Some(&1)
+            });
+        let mut reissued = Vec::new();
+        if !check.is_empty() {
+            let ids: Vec<&str> = check.iter().map(|row| row.request_id.as_str()).collect();
+            let stored = transaction
+                .query(
+                    &format!(
+                        "SELECT {} FROM gateway_spend_logs WHERE request_id = ANY($1)",
+                        spend_log_select()
+                    ),
+                    &[&ids],
+                )
+                .await
+                .map_err(from_postgres)?;
+            let mut holders = std::collections::HashMap::with_capacity(stored.len());
+            for found in &stored {
+                let holder = spend_row_from_row(found).map_err(from_postgres)?;
+                holders.insert(holder.request_id.clone(), holder);
+            }
+            let mut claimed = std::collections::HashSet::new();
+            for row in check {
+                match holders.get(&row.request_id) {
+                    Some(holder) if row.is_same_request(holder) => {
+                        if inserted.contains(&row.request_id)
+                            && claimed.insert(row.request_id.as_str())
+                        {
+                            stored_now.push(row);
+                        }
+                    }
+                    _ => reissued.push(row.reissued()),
+                }
+            }
+        }
+        let mut reissued_in = std::collections::HashSet::new();
+        if !reissued.is_empty() {
+            let columns = SpendColumns::of(&reissued)?;
+            let params = columns.params();
+            for row in transaction
+                .query(spend_log_insert_new(), &params)
+                .await
+                .map_err(from_postgres)?
+            {
+                reissued_in.insert(row.try_get::<_, String>(0).map_err(from_postgres)?);
+            }
+        }
+        let mut claimed_again = std::collections::HashSet::new();
+        let fresh = stored_now.into_iter().chain(reissued.iter().filter(|row| {
+            reissued_in.contains(&row.request_id) && claimed_again.insert(row.request_id.as_str())
+        }));
         add_daily_spend(&transaction, fresh).await?;
         transaction.commit().await.map_err(from_postgres)
     }

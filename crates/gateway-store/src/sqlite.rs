@@ -188,6 +188,43 @@ fn spend_row_from_row(row: &Row<'_>) -> rusqlite::Result<SpendLogRow> {
     })
 }
 
+/// Inserts one spend row unless its request id is stored; 1 if it was
+/// inserted, 0 if not.
+fn insert_spend_row(
+    insert: &mut rusqlite::CachedStatement<'_>,
+    row: &SpendLogRow,
+) -> Result<usize, StoreError> {
+    let tags = serde_json::to_string(&row.tags).map_err(from_json)?;
+    insert
+        .execute(params![
+            row.request_id,
+            row.call_type,
+            row.key_hash,
+            row.key_alias,
+            row.user_id,
+            row.team_id,
+            row.organization_id,
+            row.model_group,
+            row.deployment_id,
+            row.provider,
+            row.model,
+            to_i64(row.prompt_tokens),
+            to_i64(row.completion_tokens),
+            to_i64(row.cached_tokens),
+            row.spend.0,
+            row.start_time.0,
+            row.end_time.0,
+            row.time_to_first_token_ms.map(to_i64),
+            row.status.as_str(),
+            row.error_kind,
+            row.cache_hit,
+            tags,
+            row.end_user,
+            to_i64(row.latency_ms()),
+        ])
+        .map_err(from_sqlite)
+}
+
 #[async_trait]
 impl BudgetStore for SqliteStore {
     async fn ping(&self) -> Result<(), StoreError> {
@@ -409,38 +446,28 @@ impl BudgetStore for SqliteStore {
                     placeholders(SPEND_LOG_COLUMNS.len(), 1)
                 );
                 let mut insert = transaction.prepare_cached(&sql).map_err(from_sqlite)?;
-                for row in &rows {
-                    let tags = serde_json::to_string(&row.tags).map_err(from_json)?;
-                    let inserted = insert
-                        .execute(params![
-                            row.request_id,
-                            row.call_type,
-                            row.key_hash,
-                            row.key_alias,
-                            row.user_id,
-                            row.team_id,
-                            row.organization_id,
-                            row.model_group,
-                            row.deployment_id,
-                            row.provider,
-                            row.model,
-                            to_i64(row.prompt_tokens),
-                            to_i64(row.completion_tokens),
-                            to_i64(row.cached_tokens),
-                            row.spend.0,
-                            row.start_time.0,
-                            row.end_time.0,
-                            row.time_to_first_token_ms.map(to_i64),
-                            row.status.as_str(),
-                            row.error_kind,
-                            row.cache_hit,
-                            tags,
-                            row.end_user,
-                            to_i64(row.latency_ms()),
-                        ])
-                        .map_err(from_sqlite)?;
-                    if inserted > 0 {
+                let select = format!(
+                    "SELECT {} FROM gateway_spend_logs WHERE request_id = ?1",
+                    SPEND_LOG_COLUMNS.join(", ")
+                );
+                let mut stored = transaction.prepare_cached(&select).map_err(from_sqlite)?;
+                for row in rows {
+                    if insert_spend_row(&mut insert, &row)? > 0 {
                         fresh.push(row);
+                        continue;
+                    }
+                    // The id is taken: by this request (a retried batch),
+                    // or by another that reused the id, which is kept as a
+                    // second row under a derived id.
+                    let holder = stored
+                        .query_row(params![row.request_id], spend_row_from_row)
+                        .map_err(from_sqlite)?;
+                    if row.is_same_request(&holder) {
+                        continue;
+                    }
+                    let reissued = row.reissued();
+                    if insert_spend_row(&mut insert, &reissued)? > 0 {
+                        fresh.push(reissued);
                     }
                 }
                 let mut upsert = transaction
@@ -454,7 +481,7 @@ impl BudgetStore for SqliteStore {
                          requests = requests + excluded.requests",
                     )
                     .map_err(from_sqlite)?;
-                for (key, totals) in aggregate_rows(fresh) {
+                for (key, totals) in aggregate_rows(&fresh) {
                     upsert
                         .execute(params![
                             key.day.to_string(),

@@ -46,6 +46,72 @@ async fn contract_suite(store: &dyn BudgetStore) {
     updates_keep_counters_and_lists_filter(store).await;
     counters_merge_deltas_by_period(store).await;
     spend_logs_and_reports(store).await;
+    a_reused_request_id_is_a_second_row(store).await;
+}
+
+/// A client that reuses its `x-request-id` sends a new request under an
+/// old id: its row is kept under a derived id, and counted once however
+/// often its batch is retried. Far from the other tests' days and keys.
+async fn a_reused_request_id_is_a_second_row(store: &dyn BudgetStore) {
+    let day = DAY0 + 200 * 24 * HOUR;
+    let first = row("reused", "sk-reuse", None, "gpt-4o", day + HOUR, 100);
+    let second = row("reused", "sk-reuse", None, "gpt-4o", day + 2 * HOUR, 200);
+    let third = row("reused", "sk-reuse", None, "gpt-4o", day + 3 * HOUR, 400);
+    expect(
+        store.append_spend_logs(std::slice::from_ref(&first)).await,
+        "first",
+    );
+    expect(
+        store.append_spend_logs(std::slice::from_ref(&second)).await,
+        "second",
+    );
+    // Retries of both, and a third use of the id within one batch.
+    expect(
+        store
+            .append_spend_logs(&[first.clone(), second.clone(), third.clone(), third.clone()])
+            .await,
+        "retry with a third",
+    );
+    let key = KeyHash::of_key("sk-reuse").as_str().to_owned();
+    let stored = expect(
+        store
+            .query_spend_logs(&SpendLogQuery {
+                key_hash: Some(key.clone()),
+                ..Default::default()
+            })
+            .await,
+        "query",
+    );
+    let ids: Vec<&str> = stored.iter().map(|r| r.request_id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [
+            format!("reused~{}", day + 3 * HOUR),
+            format!("reused~{}", day + 2 * HOUR),
+            "reused".to_owned()
+        ]
+    );
+    assert_eq!(stored[1].spend, NanoUsd(200));
+    let report = expect(
+        store
+            .spend_report(&SpendReportQuery {
+                start_day: Timestamp(day).day(),
+                end_day: Timestamp(day).day(),
+                group_by: vec![],
+                key_hash: Some(key),
+                team_id: None,
+            })
+            .await,
+        "report",
+    );
+    assert_eq!(
+        report
+            .iter()
+            .map(|r| (r.spend, r.requests))
+            .collect::<Vec<_>>(),
+        [(NanoUsd(700), 3)],
+        "each request counted once"
+    );
 }
 
 async fn entities_round_trip(store: &dyn BudgetStore) {
