@@ -487,8 +487,7 @@ impl BudgetStore for PostgresStore {
         // Some ids are stored already: a batch retried after a commit whose
         // answer was lost, or a request id reused. Insert what is new, in
         // one statement (the rows travel as one array per column and UNNEST
-        // turns them back into rows); RETURNING names the new rows, so no
-        // row is aggregated twice.
+        // turns them back into rows); RETURNING names the ids that went in.
         let columns = SpendColumns::of(rows)?;
         let params = columns.params();
         let transaction = client.transaction().await.map_err(from_postgres)?;
@@ -501,9 +500,6 @@ impl BudgetStore for PostgresStore {
             .map(|row| row.try_get::<_, String>(0))
             .collect::<Result<_, _>>()
             .map_err(from_postgres)?;
-        // A row whose id was stored is either that request again (skipped)
-        // or another request under a reused id: that one is kept as a second
-        // row under a derived id (`SpendLogRow::reissued`).
         // A row whose id was stored before, or is twice in this batch (one
         // of them went in, in no set order), is checked against the stored
         // row: the same request is skipped (a retry) or is the one that went
