@@ -334,20 +334,27 @@ async fn a_full_spend_log_batch_is_written_before_the_interval() {
         store.config_line(),
     );
     let gateway = TestGateway::start_with_store(&config, &[]).await;
+    let Some(mut writes) = gateway.gateway.subscribe_spend_writes().await else {
+        panic!("the spend writer runs once the store is started")
+    };
     let (key, hash) = generate(&gateway, json!({})).await;
     two_chats(&gateway, &key, "whole").await;
-    // Polled while the gateway runs: stopping it would flush everything.
+    // Checked after each write while the gateway runs: stopping it would
+    // write everything anyway.
     let written = tokio::time::timeout(PATIENCE, async {
         loop {
             let rows = store.rows(&hash).await;
             if rows.len() == 2 {
                 return rows;
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            if writes.changed().await.is_err() {
+                return rows;
+            }
         }
     })
     .await
     .expect("a full batch of two rows is written without waiting an hour");
+    assert_eq!(written.len(), 2, "{written:#?}");
     assert!(written.iter().all(|row| row.model_group == "whole"));
     gateway.stop().await;
 }

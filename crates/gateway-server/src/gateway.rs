@@ -2,7 +2,7 @@
 //! reload, and the hooks other parts of the gateway plug into.
 
 use crate::access_log::AccessLog;
-use crate::budget::{Budgets, Pricing};
+use crate::budget::{Background, Budgets, Pricing};
 use crate::config::{ConfigError, ConfigWarning, GatewayConfig};
 use crate::metrics::{self, DeploymentLabels, DeploymentState};
 use crate::NameMap;
@@ -372,6 +372,19 @@ impl Gateway {
             Some(writer) => writer.flush().await,
             None => Ok(0),
         }
+    }
+
+    /// Counts the spend writer's write attempts (successful or not);
+    /// `changed()` resolves after each one. `None` before
+    /// [`Gateway::start_store`] or after [`Gateway::shutdown`]. For health
+    /// hooks that follow the spend log (and for tests).
+    pub async fn subscribe_spend_writes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        self.budgets
+            .background
+            .lock()
+            .await
+            .as_ref()
+            .map(Background::spend_writes)
     }
 
     /// Stops the background work started by [`Gateway::start_store`]:

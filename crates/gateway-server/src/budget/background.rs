@@ -90,6 +90,11 @@ impl Background {
         self.writer.handle()
     }
 
+    /// Changes after every write attempt of the spend writer.
+    pub(crate) fn spend_writes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.writer.flush_events()
+    }
+
     /// The request path's handle to the alert sender.
     pub(crate) fn alert_handle(&self) -> Option<AlertHandle> {
         self.alerts.as_ref().map(AlertSender::handle)
