@@ -11,6 +11,7 @@
 #![allow(clippy::print_stdout)]
 
 mod config;
+mod instructions;
 mod load;
 mod process;
 mod report;
@@ -91,6 +92,12 @@ struct Cli {
     /// Seconds one request may take before it counts as an error.
     #[arg(long, default_value_t = 10.0)]
     request_timeout: f64,
+    /// Count the gateway's instructions per request instead of timing it:
+    /// two runs under `valgrind --tool=callgrind`, with N and 3N requests
+    /// through the gateway at the first --concurrency, and the difference
+    /// per request. Needs valgrind; independent of the machine's load.
+    #[arg(long, value_name = "N", conflicts_with_all = ["gateway_cmd", "rate"])]
+    instructions: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -127,6 +134,15 @@ impl Scenario {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    if let Some(requests) = cli.instructions {
+        return match count_instructions(&cli, requests) {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("gateway-bench: {error:#}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     match run(&cli) {
         Ok(report) => {
             if report.errors() == 0 {
@@ -217,38 +233,7 @@ fn run(cli: &Cli) -> anyhow::Result<Report> {
         .context("cannot start the load generator's runtime")?;
     let mut notes = Vec::new();
     let levels = runtime.block_on(async {
-        let stream = cli.scenario == Scenario::Stream;
-        let alias = match cli.scenario {
-            Scenario::Fallback => config::PRIMARY_ALIAS,
-            _ => config::MODEL_ALIAS,
-        };
-        let direct = Target::new(TargetSpec {
-            name: "direct",
-            url: format!("http://{upstream_addr}/v1/chat/completions"),
-            bearer: config::UPSTREAM_KEY.to_owned(),
-            body: request_body(alias, stream),
-            stream,
-        })?;
-        let gateway_url = format!("http://{}/v1/chat/completions", gateway.addr);
-        let mut bearer = config::MASTER_KEY.to_owned();
-        if cli.scenario == Scenario::Keys {
-            bearer = virtual_key(&direct, &gateway, &mut notes, cli).await?;
-        }
-        if cli.scenario == Scenario::Fallback {
-            notes.push(
-                "fallback: every request to `bench-primary` fails on its deployment and must be \
-                 answered by the `bench-model` group via router_settings.fallbacks; until the \
-                 router implements fallbacks the gateway rounds report errors (expected)."
-                    .to_owned(),
-            );
-        }
-        let proxied = Target::new(TargetSpec {
-            name: "gateway",
-            url: gateway_url,
-            bearer,
-            body: request_body(alias, stream),
-            stream,
-        })?;
+        let (direct, proxied) = targets(cli, upstream_addr, &gateway, &mut notes).await?;
         let mut bench = Bench {
             cli,
             gateway: &mut gateway,
@@ -439,6 +424,170 @@ impl Bench<'_> {
         );
         Ok(level)
     }
+}
+
+/// The fake upstream called directly, and through the gateway (with a new
+/// virtual key in the `keys` scenario).
+async fn targets(
+    cli: &Cli,
+    upstream_addr: std::net::SocketAddr,
+    gateway: &GatewayProcess,
+    notes: &mut Vec<String>,
+) -> anyhow::Result<(Target, Target)> {
+    let stream = cli.scenario == Scenario::Stream;
+    let alias = match cli.scenario {
+        Scenario::Fallback => config::PRIMARY_ALIAS,
+        _ => config::MODEL_ALIAS,
+    };
+    let direct = Target::new(TargetSpec {
+        name: "direct",
+        url: format!("http://{upstream_addr}/v1/chat/completions"),
+        bearer: config::UPSTREAM_KEY.to_owned(),
+        body: request_body(alias, stream),
+        stream,
+    })?;
+    let gateway_url = format!("http://{}/v1/chat/completions", gateway.addr);
+    let mut bearer = config::MASTER_KEY.to_owned();
+    if cli.scenario == Scenario::Keys {
+        bearer = virtual_key(&direct, gateway, notes, cli).await?;
+    }
+    if cli.scenario == Scenario::Fallback {
+        notes.push(
+            "fallback: every request to `bench-primary` fails on its deployment and must be \
+             answered by the `bench-model` group via router_settings.fallbacks; until the \
+             router implements fallbacks the gateway rounds report errors (expected)."
+                .to_owned(),
+        );
+    }
+    let proxied = Target::new(TargetSpec {
+        name: "gateway",
+        url: gateway_url,
+        bearer,
+        body: request_body(alias, stream),
+        stream,
+    })?;
+    Ok((direct, proxied))
+}
+
+/// `--instructions N`: the gateway under callgrind with N and then 3N
+/// requests; prints and writes the instructions per request.
+fn count_instructions(cli: &Cli, requests: u64) -> anyhow::Result<()> {
+    if requests == 0 {
+        bail!("--instructions needs at least one request");
+    }
+    let concurrency = cli.concurrency.first().copied().unwrap_or(8).max(1);
+    let scenario = cli.scenario.name();
+    let json_path = cli
+        .json
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("bench-results/{scenario}.instructions.json")));
+    let results_dir = json_path
+        .parent()
+        .filter(|dir| !dir.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
+    std::fs::create_dir_all(&results_dir)
+        .with_context(|| format!("cannot create {}", results_dir.display()))?;
+    let results_dir = std::fs::canonicalize(&results_dir)?;
+    let binary = gateway_binary(cli)?;
+    let counts = [requests, requests.saturating_mul(3)];
+    let mut totals = [0u64; 2];
+    let mut profiles = [PathBuf::new(), PathBuf::new()];
+    for (run, &count) in counts.iter().enumerate() {
+        let profile = results_dir.join(format!("{scenario}.{count}.callgrind"));
+        // A profile left by an earlier run must not pass for this one's.
+        let _ = std::fs::remove_file(&profile);
+        eprintln!(
+            "callgrind run {} of 2: {count} requests at c={concurrency}",
+            run + 1
+        );
+        instruction_run(cli, &binary, &profile, &results_dir, count, concurrency)?;
+        totals[run] = instructions::read_total(&profile)?;
+        profiles[run] = profile;
+    }
+    let report = instructions::InstructionReport {
+        scenario: scenario.to_owned(),
+        gateway: binary.display().to_string(),
+        concurrency,
+        requests: counts,
+        instructions: totals,
+        instructions_per_request: instructions::per_request(
+            (counts[0], totals[0]),
+            (counts[1], totals[1]),
+        )?,
+        profiles,
+    };
+    println!("{}", report.text());
+    let json = serde_json::to_string_pretty(&report)?;
+    std::fs::write(&json_path, json + "\n")
+        .with_context(|| format!("cannot write {}", json_path.display()))?;
+    println!("results written to {}", json_path.display());
+    Ok(())
+}
+
+/// One callgrind run: the gateway answers `requests` requests, then stops
+/// (SIGTERM) so callgrind writes `profile`.
+fn instruction_run(
+    cli: &Cli,
+    binary: &Path,
+    profile: &Path,
+    results_dir: &Path,
+    requests: u64,
+    concurrency: usize,
+) -> anyhow::Result<()> {
+    let scenario = cli.scenario.name();
+    let (upstream, spec) = start_upstream(cli)?;
+    let config_path = results_dir.join(format!("{scenario}.config.yaml"));
+    std::fs::write(&config_path, config::render(&spec))
+        .with_context(|| format!("cannot write {}", config_path.display()))?;
+    let launch = Launch::Shell(instructions::callgrind_command(
+        binary,
+        &cli.gateway_log_level,
+        profile,
+    ));
+    let log_path = results_dir.join(format!("{scenario}.{requests}.callgrind.log"));
+    let mut gateway = GatewayProcess::spawn(&launch, &config_path, &log_path)?;
+    // valgrind starts a program tens of times slower than it runs natively.
+    gateway.wait_ready(Duration::from_secs_f64(cli.startup_timeout.max(120.0)))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cli.client_threads.max(1))
+        .thread_name(load::THREAD_NAME)
+        .enable_all()
+        .build()
+        .context("cannot start the load generator's runtime")?;
+    runtime.block_on(async {
+        let mut notes = Vec::new();
+        let (_, proxied) = targets(cli, spec.upstream, &gateway, &mut notes).await?;
+        let result = load::run_round(
+            &proxied,
+            RoundSpec {
+                concurrency,
+                duration: Duration::from_secs(600),
+                requests: Some(requests),
+                request_timeout: Duration::from_secs_f64(cli.request_timeout.max(30.0)),
+                rate: None,
+            },
+        )
+        .await?;
+        if result.errors > 0 || result.ok != requests {
+            bail!(
+                "{} of {requests} requests failed under callgrind (first: {})",
+                requests - result.ok.min(requests),
+                result.first_error.as_deref().unwrap_or("none")
+            );
+        }
+        anyhow::Ok(())
+    })?;
+    runtime.shutdown_timeout(Duration::from_secs(2));
+    // Shutting down under valgrind drains the spend writer slowly too.
+    if !gateway.stop(Duration::from_secs(120)) {
+        bail!(
+            "the gateway did not exit within 120 s of SIGTERM, so callgrind wrote no profile; its log: {}",
+            log_path.display()
+        );
+    }
+    drop(upstream);
+    Ok(())
 }
 
 /// The command name of a PostgreSQL server's processes.

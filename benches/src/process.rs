@@ -151,28 +151,40 @@ impl GatewayProcess {
     }
 }
 
-impl Drop for GatewayProcess {
+impl GatewayProcess {
     /// Asks the gateway to stop (SIGTERM), so it can drain and flush, and a
     /// profiler wrapping it (`valgrind --tool=callgrind …`) can write its
-    /// output; kills it if it has not exited after 10 seconds.
-    fn drop(&mut self) {
+    /// output; true once it has exited, false if it still runs after
+    /// `timeout` (or could not be signalled).
+    pub fn stop(&mut self, timeout: Duration) -> bool {
+        if matches!(self.child.try_wait(), Ok(Some(_))) {
+            return true;
+        }
         let asked = Command::new("kill")
             .args(["-TERM", &self.pid().to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
             .is_ok_and(|status| status.success());
-        if asked {
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = self.child.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
+        let deadline = Instant::now() + timeout;
+        while asked && Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return true;
             }
+            std::thread::sleep(Duration::from_millis(20));
         }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        false
+    }
+}
+
+impl Drop for GatewayProcess {
+    /// Stops the gateway ([`GatewayProcess::stop`]); kills it if it has not
+    /// exited 10 seconds after SIGTERM.
+    fn drop(&mut self) {
+        if !self.stop(Duration::from_secs(10)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
 
@@ -354,5 +366,55 @@ mod tests {
     fn this_process_has_cpu_ticks() {
         let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
         assert!(parse_stat_cpu(&stat).is_some());
+    }
+
+    /// A child that is no gateway at all: stop and drop only signal it.
+    fn sleeper(dir: &Path) -> GatewayProcess {
+        let spawned = GatewayProcess::spawn(
+            &Launch::Shell("sleep 30".to_owned()),
+            &dir.join("unused.yaml"),
+            &dir.join("sleeper.log"),
+        );
+        spawned.unwrap_or_else(|error| panic!("spawn sleep: {error:#}"))
+    }
+
+    fn scratch_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("gateway-bench-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap_or_else(|error| panic!("{error}"));
+        dir
+    }
+
+    #[test]
+    fn stop_is_true_once_the_child_exited_on_sigterm() {
+        let dir = scratch_dir("stop");
+        let mut child = sleeper(&dir);
+        assert!(child.is_running());
+        assert!(child.stop(Duration::from_secs(10)));
+        assert!(!child.is_running());
+        // Stopping again finds it gone, without signalling a reused pid.
+        assert!(child.stop(Duration::ZERO));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_child_that_outlives_sigterm_is_not_stopped() {
+        let dir = scratch_dir("pending");
+        let mut child = sleeper(&dir);
+        let pid = child.pid().to_string();
+        let signal = |name: &str| {
+            let sent = Command::new("kill").args([name, &pid]).status();
+            assert!(sent.is_ok_and(|status| status.success()), "kill {name}");
+        };
+        // A stopped process keeps SIGTERM pending: it cannot exit on it.
+        signal("-STOP");
+        assert!(!child.stop(Duration::from_millis(200)));
+        assert!(child.is_running());
+        // Continued, it takes the pending SIGTERM.
+        signal("-CONT");
+        assert!(child.stop(Duration::from_secs(10)));
+        drop(child);
+        // Dropped means reaped: the pid is gone.
+        assert!(!Path::new(&format!("/proc/{pid}")).exists());
+        let _ = std::fs::remove_dir_all(dir);
     }
 }
