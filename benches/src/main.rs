@@ -192,24 +192,11 @@ fn run(cli: &Cli) -> anyhow::Result<Report> {
     let scenario = cli.scenario.name();
     let loadavg_start = loadavg();
     let cpu_start = cpu_times();
-    let json_path = cli
-        .json
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(format!("bench-results/{scenario}.json")));
-    let results_dir = json_path
-        .parent()
-        .filter(|dir| !dir.as_os_str().is_empty())
-        .unwrap_or(Path::new("."))
-        .to_path_buf();
-    std::fs::create_dir_all(&results_dir)
-        .with_context(|| format!("cannot create {}", results_dir.display()))?;
+    let (json_path, results_dir) = output_paths(cli, &format!("{scenario}.json"))?;
 
     let (upstream, spec) = start_upstream(cli)?;
     let upstream_addr = spec.upstream;
-    let config_path = results_dir.join(format!("{scenario}.config.yaml"));
-    std::fs::write(&config_path, config::render(&spec))
-        .with_context(|| format!("cannot write {}", config_path.display()))?;
-    let config_path = std::fs::canonicalize(&config_path)?;
+    let config_path = write_config(&results_dir, scenario, &spec)?;
 
     let (launch, described) = launch(cli)?;
     let log_path = results_dir.join(format!("{scenario}.gateway.log"));
@@ -225,12 +212,7 @@ fn run(cli: &Cli) -> anyhow::Result<Report> {
         log_path.display()
     );
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(cli.client_threads.max(1))
-        .thread_name(load::THREAD_NAME)
-        .enable_all()
-        .build()
-        .context("cannot start the load generator's runtime")?;
+    let runtime = client_runtime(cli)?;
     let mut notes = Vec::new();
     let levels = runtime.block_on(async {
         let (direct, proxied) = targets(cli, upstream_addr, &gateway, &mut notes).await?;
@@ -477,18 +459,7 @@ fn count_instructions(cli: &Cli, requests: u64) -> anyhow::Result<()> {
     }
     let concurrency = cli.concurrency.first().copied().unwrap_or(8).max(1);
     let scenario = cli.scenario.name();
-    let json_path = cli
-        .json
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(format!("bench-results/{scenario}.instructions.json")));
-    let results_dir = json_path
-        .parent()
-        .filter(|dir| !dir.as_os_str().is_empty())
-        .unwrap_or(Path::new("."))
-        .to_path_buf();
-    std::fs::create_dir_all(&results_dir)
-        .with_context(|| format!("cannot create {}", results_dir.display()))?;
-    let results_dir = std::fs::canonicalize(&results_dir)?;
+    let (json_path, results_dir) = output_paths(cli, &format!("{scenario}.instructions.json"))?;
     let binary = gateway_binary(cli)?;
     let counts = [requests, requests.saturating_mul(3)];
     let mut totals = [0u64; 2];
@@ -537,9 +508,7 @@ fn instruction_run(
 ) -> anyhow::Result<()> {
     let scenario = cli.scenario.name();
     let (upstream, spec) = start_upstream(cli)?;
-    let config_path = results_dir.join(format!("{scenario}.config.yaml"));
-    std::fs::write(&config_path, config::render(&spec))
-        .with_context(|| format!("cannot write {}", config_path.display()))?;
+    let config_path = write_config(results_dir, scenario, &spec)?;
     let launch = Launch::Shell(instructions::callgrind_command(
         binary,
         &cli.gateway_log_level,
@@ -549,12 +518,7 @@ fn instruction_run(
     let mut gateway = GatewayProcess::spawn(&launch, &config_path, &log_path)?;
     // valgrind starts a program tens of times slower than it runs natively.
     gateway.wait_ready(Duration::from_secs_f64(cli.startup_timeout.max(120.0)))?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(cli.client_threads.max(1))
-        .thread_name(load::THREAD_NAME)
-        .enable_all()
-        .build()
-        .context("cannot start the load generator's runtime")?;
+    let runtime = client_runtime(cli)?;
     runtime.block_on(async {
         let mut notes = Vec::new();
         let (_, proxied) = targets(cli, spec.upstream, &gateway, &mut notes).await?;
@@ -588,6 +552,44 @@ fn instruction_run(
     }
     drop(upstream);
     Ok(())
+}
+
+/// Where the JSON goes (`--json`, else `bench-results/<default_name>`) and
+/// the folder beside it for the config, logs and profiles, made if missing.
+fn output_paths(cli: &Cli, default_name: &str) -> anyhow::Result<(PathBuf, PathBuf)> {
+    let json_path = cli
+        .json
+        .clone()
+        .unwrap_or_else(|| Path::new("bench-results").join(default_name));
+    let results_dir = json_path
+        .parent()
+        .filter(|dir| !dir.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
+    std::fs::create_dir_all(&results_dir)
+        .with_context(|| format!("cannot create {}", results_dir.display()))?;
+    let results_dir = std::fs::canonicalize(&results_dir)?;
+    Ok((json_path, results_dir))
+}
+
+/// Writes the gateway's config for `spec` as `<scenario>.config.yaml` in
+/// `dir`, returning its absolute path.
+fn write_config(dir: &Path, scenario: &str, spec: &config::ConfigSpec) -> anyhow::Result<PathBuf> {
+    let path = dir.join(format!("{scenario}.config.yaml"));
+    std::fs::write(&path, config::render(spec))
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(std::fs::canonicalize(&path)?)
+}
+
+/// The load generator's runtime: `--client-threads` threads named
+/// `bench-client`, whose CPU the report counts.
+fn client_runtime(cli: &Cli) -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cli.client_threads.max(1))
+        .thread_name(load::THREAD_NAME)
+        .enable_all()
+        .build()
+        .context("cannot start the load generator's runtime")
 }
 
 /// The command name of a PostgreSQL server's processes.
