@@ -691,12 +691,18 @@ async fn copy_spend_logs(
         .copy_in::<_, bytes::Bytes>(statement.as_str())
         .await?;
     futures_util::pin_mut!(sink);
-    let mut buffer = bytes::BytesMut::with_capacity(CHUNK + 1024);
+    // Each message gets a buffer of its own, with room for the row that
+    // crosses CHUNK. Splitting one buffer instead made the next rows grow
+    // what was left of it while the sent part was still shared: an
+    // allocation and a copy of the rows so far, several times per message.
+    let fresh = || bytes::BytesMut::with_capacity(CHUNK + 4 * 1024);
+    let mut buffer = fresh();
     buffer.extend_from_slice(copy::HEADER);
     for row in rows {
         copy::encode_spend_row(&mut buffer, row);
         if buffer.len() >= CHUNK {
-            sink.send(buffer.split().freeze()).await?;
+            sink.send(std::mem::replace(&mut buffer, fresh()).freeze())
+                .await?;
         }
     }
     buffer.extend_from_slice(copy::TRAILER);

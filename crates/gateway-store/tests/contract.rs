@@ -489,6 +489,13 @@ async fn spend_logs_and_reports(store: &dyn BudgetStore) {
         .collect();
     expect(store.append_spend_logs(&many).await, "append a large batch");
     let bulk_key = Some(KeyHash::of_key("sk-bulk").as_str().to_owned());
+    // The batch spans several COPY messages on PostgreSQL: every row lands.
+    let stored = SpendLogQuery {
+        key_hash: bulk_key.clone(),
+        ..Default::default()
+    };
+    let stored = expect(store.query_spend_logs(&stored).await, "list a large batch");
+    assert_eq!(stored.len(), 1_000);
     let bulk = report(vec![ReportDimension::Model], bulk_key).await;
     assert_eq!((bulk[0].spend, bulk[0].requests), (NanoUsd(1_000), 1_000));
 
