@@ -36,6 +36,7 @@ pub struct InstructionReport {
 impl InstructionReport {
     /// The report as text.
     pub fn text(&self) -> String {
+        let extra = self.requests[1] - self.requests[0];
         format!(
             "scenario `{}` against {}, c={}, under callgrind\n\
              {:>8} requests: {:>14} instructions ({})\n\
@@ -52,8 +53,8 @@ impl InstructionReport {
             self.instructions[1],
             self.profiles[1].display(),
             self.instructions_per_request / 1000.0,
-            self.requests[1] - self.requests[0],
-            self.requests[1] - self.requests[0],
+            extra,
+            extra,
         )
     }
 }

@@ -454,10 +454,10 @@ async fn targets(
 /// `--instructions N`: the gateway under callgrind with N and then 3N
 /// requests; prints and writes the instructions per request.
 fn count_instructions(cli: &Cli, requests: u64) -> anyhow::Result<()> {
-    if requests == 0 {
-        bail!("--instructions needs at least one request");
+    let concurrency = cli.concurrency.first().copied().unwrap_or(0);
+    if requests == 0 || concurrency == 0 {
+        bail!("--instructions and the first --concurrency must be at least 1");
     }
-    let concurrency = cli.concurrency.first().copied().unwrap_or(8).max(1);
     let scenario = cli.scenario.name();
     let (json_path, results_dir) = output_paths(cli, &format!("{scenario}.instructions.json"))?;
     let binary = gateway_binary(cli)?;

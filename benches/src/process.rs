@@ -143,15 +143,6 @@ impl GatewayProcess {
         parse_stat_cpu(&stat).context("unexpected /proc/<pid>/stat format")
     }
 
-    /// The child's resident memory now and at its peak.
-    pub fn memory(&self) -> anyhow::Result<Memory> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
-            .context("cannot read the gateway's /proc/<pid>/status")?;
-        Ok(parse_status_memory(&status))
-    }
-}
-
-impl GatewayProcess {
     /// Asks the gateway to stop (SIGTERM), so it can drain and flush, and a
     /// profiler wrapping it (`valgrind --tool=callgrind …`) can write its
     /// output; true once it has exited, false if it still runs after
@@ -174,6 +165,13 @@ impl GatewayProcess {
             std::thread::sleep(Duration::from_millis(20));
         }
         false
+    }
+
+    /// The child's resident memory now and at its peak.
+    pub fn memory(&self) -> anyhow::Result<Memory> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .context("cannot read the gateway's /proc/<pid>/status")?;
+        Ok(parse_status_memory(&status))
     }
 }
 
