@@ -376,6 +376,23 @@ mod tests {
         spawned.unwrap_or_else(|error| panic!("spawn sleep: {error:#}"))
     }
 
+    /// Waits until `/proc/<pid>/stat` shows `state`; false after `timeout`.
+    fn wait_for_state(pid: &str, state: char, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            // The state follows the command name, which ends at the last ')'.
+            let now = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.trim_start().chars().next());
+            if now == Some(state) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        false
+    }
+
     fn scratch_dir(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("gateway-bench-{name}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap_or_else(|error| panic!("{error}"));
@@ -404,7 +421,13 @@ mod tests {
             assert!(sent.is_ok_and(|status| status.success()), "kill {name}");
         };
         // A stopped process keeps SIGTERM pending: it cannot exit on it.
+        // Wait until it has stopped: while SIGSTOP is still pending, a
+        // SIGTERM sent after it is taken first (lower number) and kills it.
         signal("-STOP");
+        assert!(
+            wait_for_state(&pid, 'T', Duration::from_secs(10)),
+            "never stopped"
+        );
         assert!(!child.stop(Duration::from_millis(200)));
         assert!(child.is_running());
         // Continued, it takes the pending SIGTERM.
