@@ -509,11 +509,11 @@ fn instruction_run(
     let scenario = cli.scenario.name();
     let (upstream, spec) = start_upstream(cli)?;
     let config_path = write_config(results_dir, scenario, &spec)?;
-    let launch = Launch::Shell(instructions::callgrind_command(
-        binary,
-        &cli.gateway_log_level,
-        profile,
-    ));
+    let launch = Launch::Binary {
+        path: binary.to_path_buf(),
+        log_level: cli.gateway_log_level.clone(),
+        wrapper: instructions::callgrind_wrapper(profile),
+    };
     let log_path = results_dir.join(format!("{scenario}.{requests}.callgrind.log"));
     let mut gateway = GatewayProcess::spawn(&launch, &config_path, &log_path)?;
     // valgrind starts a program tens of times slower than it runs natively.
@@ -633,6 +633,7 @@ fn launch(cli: &Cli) -> anyhow::Result<(Launch, String)> {
             let launch = Launch::Binary {
                 path,
                 log_level: cli.gateway_log_level.clone(),
+                wrapper: Vec::new(),
             };
             (launch, described)
         }

@@ -22,6 +22,9 @@ pub enum Launch {
         path: PathBuf,
         /// Its `--log-level`.
         log_level: String,
+        /// A command that runs it, e.g. `valgrind --tool=callgrind …`;
+        /// empty to run it directly.
+        wrapper: Vec<String>,
     },
     /// Any command line, run by `sh -c`, with `{port}` and `{config}`
     /// replaced (e.g. `litellm --config {config} --port {port}`).
@@ -56,14 +59,25 @@ impl GatewayProcess {
         let log = std::fs::File::create(log_path)
             .with_context(|| format!("cannot create {}", log_path.display()))?;
         let mut command = match launch {
-            Launch::Binary { path, log_level } => {
+            Launch::Binary {
+                path,
+                log_level,
+                wrapper,
+            } => {
                 if !path.is_file() {
                     bail!(
                         "no gateway binary at {}: build it with `cargo build --release -p gateway` or pass --gateway-bin",
                         path.display()
                     );
                 }
-                let mut command = Command::new(path);
+                let mut command = match wrapper.split_first() {
+                    Some((program, args)) => {
+                        let mut command = Command::new(program);
+                        command.args(args).arg(path);
+                        command
+                    }
+                    None => Command::new(path),
+                };
                 command
                     .arg("--config")
                     .arg(config)
@@ -273,10 +287,15 @@ pub fn log_tail(path: &Path, lines: usize) -> String {
 
 /// `utime + stime` from a `/proc/<pid>/stat` line. The command name may hold
 /// spaces and parentheses, so fields are counted from the last `)`.
+/// The fields of `/proc/<pid>/stat` after the command name (which may hold
+/// spaces and parentheses, and ends at the last `)`): state (field 3) first.
+fn stat_fields(stat: &str) -> Option<std::str::SplitWhitespace<'_>> {
+    Some(stat[stat.rfind(')')? + 1..].split_whitespace())
+}
+
 fn parse_stat_cpu(stat: &str) -> Option<u64> {
-    let after_name = &stat[stat.rfind(')')? + 1..];
-    let mut fields = after_name.split_whitespace();
-    // After the name: state (field 3) ... utime is field 14, stime field 15.
+    let mut fields = stat_fields(stat)?;
+    // utime is field 14, stime field 15.
     let utime: u64 = fields.nth(11)?.parse().ok()?;
     let stime: u64 = fields.next()?.parse().ok()?;
     Some(utime + stime)
@@ -377,14 +396,11 @@ mod tests {
     }
 
     /// Waits until `/proc/<pid>/stat` shows `state`; false after `timeout`.
-    fn wait_for_state(pid: &str, state: char, timeout: Duration) -> bool {
+    fn wait_for_state(pid: &str, state: &str, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            // The state follows the command name, which ends at the last ')'.
-            let now = stat
-                .rsplit_once(')')
-                .and_then(|(_, rest)| rest.trim_start().chars().next());
+            let now = stat_fields(&stat).and_then(|mut fields| fields.next());
             if now == Some(state) {
                 return true;
             }
@@ -397,6 +413,38 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("gateway-bench-{name}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap_or_else(|error| panic!("{error}"));
         dir
+    }
+
+    #[test]
+    fn a_wrapper_runs_the_binary_with_its_arguments() {
+        let dir = scratch_dir("wrapper");
+        let config = dir.join("gateway.yaml");
+        let log = dir.join("wrapped.log");
+        let launch = Launch::Binary {
+            path: PathBuf::from("/bin/true"),
+            log_level: "warn".to_owned(),
+            // Prints the command line it was given instead of running it.
+            wrapper: ["sh", "-c", r#"echo "$@""#, "sh"]
+                .map(str::to_owned)
+                .to_vec(),
+        };
+        let mut child = GatewayProcess::spawn(&launch, &config, &log)
+            .unwrap_or_else(|error| panic!("spawn: {error:#}"));
+        let exited = child.child.wait();
+        assert!(exited.is_ok_and(|status| status.success()));
+        let output = std::fs::read_to_string(&log).unwrap_or_default();
+        let port = child.addr.port();
+        assert_eq!(
+            output.lines().next(),
+            Some(
+                format!(
+                    "/bin/true --config {} --host 127.0.0.1 --port {port} --log-level warn",
+                    config.display()
+                )
+                .as_str()
+            )
+        );
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]
@@ -425,7 +473,7 @@ mod tests {
         // SIGTERM sent after it is taken first (lower number) and kills it.
         signal("-STOP");
         assert!(
-            wait_for_state(&pid, 'T', Duration::from_secs(10)),
+            wait_for_state(&pid, "T", Duration::from_secs(10)),
             "never stopped"
         );
         assert!(!child.stop(Duration::from_millis(200)));
