@@ -435,9 +435,9 @@ async fn targets(
     }
     if cli.scenario == Scenario::Fallback {
         notes.push(
-            "fallback: every request to `bench-primary` fails on its deployment and must be \
-             answered by the `bench-model` group via router_settings.fallbacks; until the \
-             router implements fallbacks the gateway rounds report errors (expected)."
+            "fallback: every request to `bench-primary` fails on its deployment and is \
+             answered by the `bench-model` group via router_settings.fallbacks; the gateway's \
+             figures include the failed attempt."
                 .to_owned(),
         );
     }
